@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint format test-fast clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+## run: set everything up and start all services (Ctrl-C stops them)
+run: $(STAMP)
+	$(BIN)/relief up
+
+## test: lint, type-check and the whole test suite against real PostgreSQL and Redis
+test: lint
+	$(BIN)/python -m pytest
+
+## lint: ruff and mypy
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+## test-fast: the suite without the end-to-end tests that start processes
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e"
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## clean: remove the virtualenv and the embedded servers' state
+clean:
+	-$(BIN)/python -c "from shared.embedded import EmbeddedPostgres as P, EmbeddedRedis as R; from pathlib import Path; [s(Path('.relief')).stop() for s in (P, R)]" 2>/dev/null
+	rm -rf $(VENV) .relief .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,460 @@
+"""The `relief` command: starts and administers the services.
+
+It sits above the three services (it starts them) and is the only module that imports more
+than one of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from shared import migrations
+from shared.embedded import Infrastructure, provide
+from shared.settings import ServiceSettings
+
+app = typer.Typer(
+    help="政府救助平台 relief platform: run and administer the services.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+users_app = typer.Typer(help="Staff accounts (clerks, supervisors, admins).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+SERVICES = ("intake", "verification", "notify")
+# Which long-running processes each service has besides its API.
+WORKERS = {"intake": True, "verification": True, "notify": True}
+RELAYS = {"intake": True, "verification": True, "notify": False}
+
+ServiceName = Annotated[str, typer.Argument(help="intake | verification | notify")]
+
+
+def _check_service(name: str) -> str:
+    if name not in SERVICES:
+        raise typer.BadParameter(f"unknown service {name!r}; choose from {', '.join(SERVICES)}")
+    return name
+
+
+@contextlib.contextmanager
+def infrastructure() -> Iterator[Infrastructure]:
+    """The database and Redis URLs from the environment, or embedded servers for those not
+    given. Exported to the environment so services and child processes use them; the
+    servers this call started are stopped when the block ends."""
+    base = ServiceSettings()
+    infra = provide(base.home, database_url=base.database_url, redis_url=base.redis_url)
+    os.environ["RELIEF_DATABASE_URL"] = infra.database_url
+    os.environ["RELIEF_REDIS_URL"] = infra.redis_url
+    try:
+        yield infra
+    finally:
+        infra.stop_started()
+
+
+def _migrate_all(database_url: str) -> None:
+    for service in SERVICES:
+        migrations.upgrade(service, _service_database_url(service, database_url))
+
+
+def _service_database_url(service: str, default: str) -> str:
+    return os.environ.get(f"RELIEF_{service.upper()}_DATABASE_URL") or default
+
+
+@app.command()
+def migrate(
+    service: Annotated[str | None, typer.Option(help="Only this service")] = None,
+) -> None:
+    """Bring every service's schema (or one) to the newest migration."""
+    with infrastructure() as infra:
+        for name in [_check_service(service)] if service else SERVICES:
+            migrations.upgrade(name, _service_database_url(name, infra.database_url))
+            typer.echo(f"migrated {name}")
+
+
+@app.command()
+def makemigration(
+    service: ServiceName,
+    message: Annotated[str, typer.Option("-m", "--message")],
+) -> None:
+    """Autogenerate a migration for a service from the difference between models and database."""
+    with infrastructure() as infra:
+        url = _service_database_url(_check_service(service), infra.database_url)
+        migrations.upgrade(service, url)
+        migrations.make_revision(service, url, message)
+
+
+@app.command()
+def serve(
+    service: ServiceName,
+    port: Annotated[int | None, typer.Option(help="Default: the service's setting")] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+) -> None:
+    """Run one service's HTTP API."""
+    import uvicorn
+
+    _check_service(service)
+    with infrastructure():
+        settings = _service_settings(service)
+        uvicorn.run(
+            f"services.{service}.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=port or int(getattr(settings, "port")),  # noqa: B009
+            workers=workers,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            server_header=False,
+        )
+
+
+def _service_settings(service: str) -> ServiceSettings:
+    if service == "intake":
+        from services.intake.settings import get_settings as intake_settings
+
+        return intake_settings()
+    if service == "verification":
+        from services.verification.settings import get_settings as verification_settings
+
+        return verification_settings()
+    from services.notify.settings import get_settings as notify_settings
+
+    return notify_settings()
+
+
+@app.command()
+def worker(service: ServiceName) -> None:
+    """Run one service's stream consumer."""
+    _check_service(service)
+    with infrastructure():
+        if service == "intake":
+            from services.intake.settings import get_settings as intake_settings
+            from services.intake.worker import run_worker as run_intake
+
+            asyncio.run(run_intake(intake_settings()))
+        elif service == "verification":
+            from services.verification.settings import get_settings as verification_settings
+            from services.verification.worker import run_worker as run_verification
+
+            asyncio.run(run_verification(verification_settings()))
+        else:
+            from services.notify.settings import get_settings as notify_settings
+            from services.notify.worker import run_worker as run_notify
+
+            asyncio.run(run_notify(notify_settings()))
+
+
+@app.command()
+def relay(service: ServiceName) -> None:
+    """Run one service's outbox relay (publishes committed messages to Redis Streams)."""
+    _check_service(service)
+    if not RELAYS[service]:
+        raise typer.BadParameter(f"{service} has no outbox")
+    with infrastructure():
+        if service == "intake":
+            from services.intake.settings import get_settings as intake_settings
+            from services.intake.worker import run_outbox_relay as relay_intake
+
+            asyncio.run(relay_intake(intake_settings()))
+        else:
+            from services.verification.settings import get_settings as verification_settings
+            from services.verification.worker import run_outbox_relay as relay_verification
+
+            asyncio.run(relay_verification(verification_settings()))
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="clerk | supervisor | admin")],
+    region: Annotated[str, typer.Option(help="county code (clerk), prefecture (supervisor)")],
+    department: Annotated[str | None, typer.Option(help="department code")] = None,
+    display_name: Annotated[str | None, typer.Option()] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input")
+    ] = False,
+) -> None:
+    """Create a staff account."""
+    from services.verification.accounts.service import create_user
+    from shared.auth import Role
+    from shared.errors import AppError
+
+    if not password_stdin:
+        raise typer.BadParameter("pass the password on standard input with --password-stdin")
+    password = sys.stdin.readline().rstrip("\n")
+    try:
+        role_value = Role(role)
+    except ValueError as exc:
+        raise typer.BadParameter("role must be clerk, supervisor or admin") from exc
+
+    async def create() -> None:
+        async with _verification_session() as session:
+            await create_user(
+                session,
+                username=username,
+                password=password,
+                role=role_value,
+                department=department,
+                region_code=region,
+                display_name=display_name,
+            )
+
+    with infrastructure():
+        try:
+            asyncio.run(create())
+        except AppError as exc:
+            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(f"created {role} {username}")
+
+
+@contextlib.asynccontextmanager
+async def _verification_session() -> Any:
+    from services.verification.settings import VerificationSettings
+    from shared.db import create_engine, create_sessionmaker, unit_of_work
+
+    engine = create_engine(VerificationSettings(), application_name="relief-cli")
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as session:
+            yield session
+    finally:
+        await engine.dispose()
+
+
+# --- relief up -------------------------------------------------------------------------
+
+DEMO_PASSWORD = "demo-pass-2026"
+DEMO_COUNTY = "530129"  # 寻甸回族彝族自治县, a rural county of Kunming
+DEMO_PREFECTURE = "530100"
+
+
+def demo_accounts() -> list[dict[str, str | None]]:
+    from shared.catalog import catalog
+
+    accounts: list[dict[str, str | None]] = []
+    for dept in catalog().departments:
+        accounts.append(
+            {
+                "username": f"{dept.code}-clerk",
+                "role": "clerk",
+                "department": dept.code,
+                "region": DEMO_COUNTY,
+                "display_name": f"{dept.name}办事员",
+            }
+        )
+        accounts.append(
+            {
+                "username": f"{dept.code}-supervisor",
+                "role": "supervisor",
+                "department": dept.code,
+                "region": DEMO_PREFECTURE,
+                "display_name": f"{dept.name}督办",
+            }
+        )
+    accounts.append(
+        {
+            "username": "admin",
+            "role": "admin",
+            "department": None,
+            "region": "530000",
+            "display_name": "系统管理员",
+        }
+    )
+    return accounts
+
+
+async def _seed_demo_accounts() -> list[dict[str, str | None]]:
+    from services.verification.accounts.repository import by_username
+    from services.verification.accounts.service import create_user
+    from shared.auth import Role
+
+    accounts = demo_accounts()
+    async with _verification_session() as session:
+        for account in accounts:
+            if await by_username(session, str(account["username"])) is None:
+                await create_user(
+                    session,
+                    username=str(account["username"]),
+                    password=DEMO_PASSWORD,
+                    role=Role(str(account["role"])),
+                    department=account["department"],
+                    region_code=str(account["region"]),
+                    display_name=account["display_name"],
+                )
+    return [{**a, "password": DEMO_PASSWORD} for a in accounts]
+
+
+def _set_parent_death_signal() -> None:
+    """Children die with the supervisor even if it is killed with SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = field(default=0.0)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            # Own session: a terminal's Ctrl-C reaches only the supervisor, which then
+            # stops the children in order.
+            start_new_session=True,
+            preexec_fn=_set_parent_death_signal,  # noqa: PLW1509
+        )
+        self.started_at = time.monotonic()
+
+
+def _children() -> list[Child]:
+    cmd = [sys.executable, "-m", "services.cli"]
+    children = [Child(f"{s}-api", [*cmd, "serve", s]) for s in SERVICES]
+    children += [Child(f"{s}-worker", [*cmd, "worker", s]) for s in SERVICES if WORKERS[s]]
+    children += [Child(f"{s}-relay", [*cmd, "relay", s]) for s in SERVICES if RELAYS[s]]
+    return children
+
+
+def _ports() -> dict[str, int]:
+    return {s: int(getattr(_service_settings(s), "port")) for s in SERVICES}  # noqa: B009
+
+
+def _wait_ready(
+    ports: dict[str, int], host: str, timeout: float, alive: Callable[[], bool]
+) -> None:
+    deadline = time.monotonic() + timeout
+    pending = dict(ports)
+    while pending and time.monotonic() < deadline and alive():
+        for service, port in list(pending.items()):
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://{host}:{port}/readyz", timeout=1).status_code == 200:
+                    del pending[service]
+        time.sleep(0.2)
+    if pending:
+        raise RuntimeError(f"not ready in time: {', '.join(pending)}")
+
+
+def _stop_children(children: list[Child], timeout: float = 15.0) -> None:
+    running = [c for c in children if c.process is not None and c.process.poll() is None]
+    for child in running:
+        assert child.process is not None
+        with contextlib.suppress(ProcessLookupError):
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for child in running:
+        assert child.process is not None
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.process.pid, signal.SIGKILL)
+            child.process.wait()
+
+
+@app.command()
+def up(
+    seed_demo: Annotated[bool, typer.Option(help="Create demo staff accounts (dev only)")] = True,
+) -> None:
+    """Start everything: database and Redis (embedded unless URLs are given), migrations,
+    demo accounts, the three APIs, their workers and relays. Ctrl-C stops it all."""
+    stop_requested = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stop_requested
+        stop_requested = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+
+    base = ServiceSettings()
+    children = _children()
+    with infrastructure() as infra:
+        typer.echo(f"database: {_redact(infra.database_url)}\nredis:    {infra.redis_url}")
+        _migrate_all(infra.database_url)
+        typer.echo("migrations: all services at head")
+        accounts: list[dict[str, str | None]] = []
+        if seed_demo and base.is_dev:
+            accounts = asyncio.run(_seed_demo_accounts())
+            base.home.mkdir(parents=True, exist_ok=True)
+            accounts_file = base.home / "demo-accounts.json"
+            accounts_file.write_text(json.dumps(accounts, ensure_ascii=False, indent=2))
+        try:
+            for child in children:
+                child.start()
+            ports = _ports()
+            _wait_ready(ports, base.host, 90, lambda: not stop_requested)
+            if not stop_requested:
+                _print_banner(base.host, ports, accounts, base.home)
+            while not stop_requested:
+                _restart_crashed(children)
+                time.sleep(0.5)
+            typer.echo("stopping…")
+        finally:
+            _stop_children(children)
+    typer.echo("stopped")
+
+
+def _restart_crashed(children: list[Child]) -> None:
+    for child in children:
+        if child.process is not None and child.process.poll() is not None:
+            code = child.process.returncode
+            # Back off a little when a process keeps dying straight after start.
+            if time.monotonic() - child.started_at < 5 and child.restarts >= 3:
+                continue
+            typer.echo(f"{child.name} exited with {code}; restarting", err=True)
+            child.restarts += 1
+            child.start()
+
+
+def _redact(url: str) -> str:
+    head, sep, tail = url.rpartition("@")
+    if not sep:
+        return url
+    scheme, _, credentials = head.partition("://")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{tail}" if ":" in credentials else url
+
+
+def _print_banner(
+    host: str, ports: dict[str, int], accounts: list[dict[str, str | None]], home: Path
+) -> None:
+    lines = ["", "政府救助平台 is up:"]
+    for service, port in ports.items():
+        lines.append(f"  {service:<13} http://{host}:{port}   docs: http://{host}:{port}/docs")
+    if accounts:
+        lines.append(
+            f"demo staff accounts (password {DEMO_PASSWORD}), also in "
+            f"{home / 'demo-accounts.json'}:"
+        )
+        for account in accounts:
+            lines.append(
+                f"  {account['username']:<22} {account['role']:<11} "
+                f"{account['department'] or '-':<8} {account['region']}"
+            )
+        lines.append('citizen login (dev): POST /api/v1/auth/wechat {"code": "dev:<any openid>"}')
+    lines.append("Ctrl-C stops everything.")
+    typer.echo("\n".join(lines), color=False)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

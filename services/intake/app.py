@@ -1,0 +1,21 @@
+"""The intake service: citizens and grid workers submit and follow applications."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.intake.applications.router import router as applications_router
+from services.intake.auth.router import router as auth_router
+from services.intake.catalog.router import router as catalog_router
+from services.intake.settings import IntakeSettings, get_settings
+from shared.web import create_service_app
+
+
+def create_app(settings: IntakeSettings | None = None) -> FastAPI:
+    return create_service_app(
+        name="intake",
+        title="救助申请受理服务 (intake)",
+        description="群众通过微信小程序自主申报；网格员代报。",
+        settings=settings or get_settings(),
+        routers=[auth_router, catalog_router, applications_router],
+    )

@@ -1,0 +1,128 @@
+"""Every query of the applications domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.models import (
+    Application,
+    ApplicationStatus,
+    IdempotencyRecord,
+    TimelineEntry,
+)
+
+
+async def claim_idempotency_key(
+    session: AsyncSession, owner: str, key: str, request_hash: str
+) -> bool:
+    """Insert the key; False if it exists. A concurrent insert of the same key waits here for
+    the other transaction, so an in-flight first request is never run twice."""
+    inserted = await session.scalar(
+        insert(IdempotencyRecord)
+        .values(owner=owner, key=key, request_hash=request_hash)
+        .on_conflict_do_nothing()
+        .returning(IdempotencyRecord.key)
+    )
+    return inserted is not None
+
+
+async def get_idempotency_record(
+    session: AsyncSession, owner: str, key: str
+) -> IdempotencyRecord | None:
+    return await session.get(IdempotencyRecord, (owner, key))
+
+
+async def store_idempotent_response(
+    session: AsyncSession, owner: str, key: str, status_code: int, body: dict[str, Any]
+) -> None:
+    await session.execute(
+        update(IdempotencyRecord)
+        .where(IdempotencyRecord.owner == owner, IdempotencyRecord.key == key)
+        .values(status_code=status_code, response_body=body)
+    )
+
+
+async def find_open_duplicate(
+    session: AsyncSession, id_number_hash: str, item_code: str
+) -> uuid.UUID | None:
+    return await session.scalar(
+        select(Application.id).where(
+            Application.id_number_hash == id_number_hash,
+            Application.item_code == item_code,
+            Application.status != ApplicationStatus.CLOSED,
+        )
+    )
+
+
+def add_application(session: AsyncSession, application: Application) -> None:
+    session.add(application)
+
+
+def add_timeline(
+    session: AsyncSession,
+    application_id: uuid.UUID,
+    *,
+    kind: str,
+    title: str,
+    occurred_at: datetime,
+    detail: str | None = None,
+    source_event_id: uuid.UUID | None = None,
+) -> None:
+    session.add(
+        TimelineEntry(
+            application_id=application_id,
+            kind=kind,
+            title=title,
+            detail=detail,
+            occurred_at=occurred_at,
+            source_event_id=source_event_id,
+        )
+    )
+
+
+async def get_owned(
+    session: AsyncSession, application_id: uuid.UUID, owner_openid: str
+) -> Application | None:
+    return await session.scalar(
+        select(Application).where(
+            Application.id == application_id, Application.owner_openid == owner_openid
+        )
+    )
+
+
+async def get_for_update(session: AsyncSession, application_id: uuid.UUID) -> Application | None:
+    return await session.scalar(
+        select(Application).where(Application.id == application_id).with_for_update()
+    )
+
+
+async def list_owned(
+    session: AsyncSession,
+    owner_openid: str,
+    *,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[Application]:
+    query = select(Application).where(Application.owner_openid == owner_openid)
+    if after is not None:
+        query = query.where(tuple_(Application.created_at, Application.id) < after)
+    query = query.order_by(Application.created_at.desc(), Application.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def timeline(session: AsyncSession, application_id: uuid.UUID) -> list[TimelineEntry]:
+    return list(
+        (
+            await session.scalars(
+                select(TimelineEntry)
+                .where(TimelineEntry.application_id == application_id)
+                .order_by(TimelineEntry.occurred_at, TimelineEntry.id)
+            )
+        ).all()
+    )

@@ -1,0 +1,36 @@
+"""Intake's consumers: follow department events so the citizen sees status and timeline."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.intake.applications.service import apply_case_event
+from services.intake.models import InboxEvent, OutboxMessage
+from services.intake.settings import IntakeSettings
+from shared.events import EVENTS_STREAM, Envelope
+from shared.runner import run_consumer, run_relay
+
+GROUP = "intake"
+
+
+async def handle_event(session: AsyncSession, envelope: Envelope, stream: str) -> None:
+    if envelope.type.startswith("case."):
+        await apply_case_event(session, envelope)
+
+
+async def run_worker(settings: IntakeSettings, stop: asyncio.Event | None = None) -> None:
+    await run_consumer(
+        settings,
+        service="intake",
+        group=GROUP,
+        streams=[EVENTS_STREAM],
+        inbox_model=InboxEvent,
+        handler=handle_event,
+        stop=stop,
+    )
+
+
+async def run_outbox_relay(settings: IntakeSettings, stop: asyncio.Event | None = None) -> None:
+    await run_relay(settings, service="intake", outbox_model=OutboxMessage, stop=stop)

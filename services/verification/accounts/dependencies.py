@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from services.verification.accounts.service import active_principal
+from services.verification.models import StaffUser
+from services.verification.settings import VerificationSettings
+from shared.auth import Audience, bearer_token, decode_token
+from shared.db import DbSession
+
+
+def _settings(request: Request) -> VerificationSettings:
+    settings: VerificationSettings = request.app.state.settings
+    return settings
+
+
+Settings = Annotated[VerificationSettings, Depends(_settings)]
+
+
+async def _current_staff(
+    settings: Settings,
+    session: DbSession,
+    authorization: Annotated[str | None, Header()] = None,
+) -> StaffUser:
+    principal = decode_token(settings, bearer_token(authorization), audience=Audience.STAFF)
+    return await active_principal(session, principal)
+
+
+CurrentStaff = Annotated[StaffUser, Depends(_current_staff)]

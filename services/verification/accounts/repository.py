@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.verification.models import StaffUser
+
+
+async def by_username(session: AsyncSession, username: str) -> StaffUser | None:
+    return await session.scalar(select(StaffUser).where(StaffUser.username == username))
+
+
+async def by_id(session: AsyncSession, user_id: uuid.UUID) -> StaffUser | None:
+    return await session.get(StaffUser, user_id)
+
+
+def add(session: AsyncSession, user: StaffUser) -> None:
+    session.add(user)

@@ -1,0 +1,107 @@
+"""Every query of the cases domain. Scope (department and region) is applied here, so no
+query can forget it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Select, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.verification.models import Case, CaseStatus, CaseTransition, StaffUser
+from shared.auth import Role
+
+_S = TypeVar("_S", bound=Select[Any])
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a staff member may see: a department within a region (county, prefecture or
+    the whole province)."""
+
+    department: str | None
+    region_code: str
+
+    @classmethod
+    def of(cls, user: StaffUser) -> Scope:
+        department = None if user.role == Role.ADMIN else user.department
+        return cls(department=department, region_code=user.region_code)
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.department is not None:
+            found.append(Case.department == self.department)
+        if self.region_code.endswith("0000"):  # province
+            found.append(Case.region_code.startswith(self.region_code[:2]))
+        elif self.region_code.endswith("00"):  # prefecture
+            found.append(Case.region_code.startswith(self.region_code[:4]))
+        else:
+            found.append(Case.region_code == self.region_code)
+        return found
+
+    def apply(self, query: _S) -> _S:
+        return query.where(*self.conditions())
+
+
+async def by_route_event(session: AsyncSession, route_event_id: uuid.UUID) -> Case | None:
+    return await session.scalar(select(Case).where(Case.route_event_id == route_event_id))
+
+
+def add(session: AsyncSession, case: Case) -> None:
+    session.add(case)
+
+
+def add_transition(session: AsyncSession, transition: CaseTransition) -> None:
+    session.add(transition)
+
+
+async def get_in_scope(
+    session: AsyncSession, scope: Scope, case_id: uuid.UUID, *, for_update: bool = False
+) -> Case | None:
+    query = scope.apply(select(Case).where(Case.id == case_id))
+    if for_update:
+        query = query.with_for_update()
+    return await session.scalar(query)
+
+
+async def list_in_scope(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    statuses: list[str] | None,
+    item_code: str | None,
+    overdue_before: datetime | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[Case]:
+    query = scope.apply(select(Case))
+    if statuses:
+        query = query.where(Case.status.in_(statuses))
+    if item_code:
+        query = query.where(Case.item_code == item_code)
+    if overdue_before is not None:
+        query = query.where(
+            Case.deadline < overdue_before,
+            Case.status.not_in([CaseStatus.DECIDED, CaseStatus.TRANSFERRED]),
+        )
+    if after is not None:
+        query = query.where(tuple_(Case.deadline, Case.id) > after)
+    query = query.order_by(Case.deadline, Case.id).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def claim(
+    session: AsyncSession, scope: Scope, case_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+) -> Case | None:
+    """Take an open case; exactly one of two racing clerks gets a row back."""
+    query = (
+        update(Case)
+        .where(Case.id == case_id, Case.status == CaseStatus.OPEN)
+        .values(status=CaseStatus.CLAIMED, assignee_id=user_id, claimed_at=now, updated_at=now)
+        .where(*scope.conditions())
+        .returning(Case)
+    )
+    return await session.scalar(query)

@@ -1,0 +1,121 @@
+"""Tables of the verification service (PostgreSQL schema `verification`)."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import Timestamps, UUIDPrimaryKey, service_metadata
+from shared.outbox import InboxMixin, OutboxMixin
+
+SCHEMA = "verification"
+
+
+class Base(DeclarativeBase):
+    metadata = service_metadata(SCHEMA)
+
+
+class CaseStatus(enum.StrEnum):
+    OPEN = "open"
+    CLAIMED = "claimed"
+    FIELD_CHECK = "field_check"
+    VILLAGE_REVIEW = "village_review"
+    TOWNSHIP_AUDIT = "township_audit"
+    COUNTY_DECISION = "county_decision"
+    DECIDED = "decided"
+    TRANSFERRED = "transferred"
+
+
+ENDED_STATUSES = (CaseStatus.DECIDED, CaseStatus.TRANSFERRED)
+
+
+class StaffUser(UUIDPrimaryKey, Timestamps, Base):
+    """A clerk, supervisor or admin account."""
+
+    __tablename__ = "staff_users"
+
+    username: Mapped[str] = mapped_column(String(50), unique=True)
+    display_name: Mapped[str] = mapped_column(String(50))
+    password_hash: Mapped[str] = mapped_column(Text)
+    role: Mapped[str] = mapped_column(String(20))
+    department: Mapped[str | None] = mapped_column(String(40))
+    # A county code for clerks, a prefecture code for supervisors, the province for admins.
+    region_code: Mapped[str] = mapped_column(String(6))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Bumped on disable or password reset: tokens carrying an older version stop working.
+    token_version: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+
+
+class Case(UUIDPrimaryKey, Timestamps, Base):
+    """One department's verification of one application (案件)."""
+
+    __tablename__ = "cases"
+    __table_args__ = (Index("ix_cases_queue", "department", "region_code", "status", "deadline"),)
+
+    application_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    # The route message that opened this case: a redelivery finds it and opens nothing new.
+    route_event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    department: Mapped[str] = mapped_column(String(40))
+    item_code: Mapped[str] = mapped_column(String(40))
+    region_code: Mapped[str] = mapped_column(String(6))
+    status: Mapped[str] = mapped_column(String(20), default=CaseStatus.OPEN)
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("staff_users.id"))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    applicant_name: Mapped[str] = mapped_column(String(50))
+    id_number_enc: Mapped[str] = mapped_column(Text)
+    phone_enc: Mapped[str] = mapped_column(Text)
+    id_number_masked: Mapped[str] = mapped_column(String(20))
+    phone_masked: Mapped[str] = mapped_column(String(20))
+    household: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    description: Mapped[str] = mapped_column(Text)
+
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    measures: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+
+
+class CaseTransition(Base):
+    """Append-only record of who moved a case, when, from what to what, and why."""
+
+    __tablename__ = "case_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    actor_id: Mapped[uuid.UUID | None]
+    actor_role: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class OutboxMessage(OutboxMixin, Base):
+    pass
+
+
+class InboxEvent(InboxMixin, Base):
+    pass

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import AliasChoices, Field, field_validator
+
+from shared.catalog import catalog
+from shared.settings import ServiceSettings
+
+
+class VerificationSettings(ServiceSettings):
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("RELIEF_VERIFICATION_DATABASE_URL", "RELIEF_DATABASE_URL"),
+    )
+    port: int = Field(default=8002, validation_alias=AliasChoices("RELIEF_VERIFICATION_PORT"))
+    # Which departments this deployment serves: empty means all of the catalog's.
+    departments: list[str] = Field(
+        default_factory=list, validation_alias=AliasChoices("RELIEF_VERIFICATION_DEPARTMENTS")
+    )
+    access_token_ttl_seconds: int = 8 * 3600
+
+    @field_validator("departments")
+    @classmethod
+    def _known_departments(cls, value: list[str]) -> list[str]:
+        unknown = set(value) - set(catalog().department_codes())
+        if unknown:
+            raise ValueError(f"unknown departments: {sorted(unknown)}")
+        return value
+
+    def served_departments(self) -> list[str]:
+        return self.departments or catalog().department_codes()
+
+
+@cache
+def get_settings() -> VerificationSettings:
+    return VerificationSettings()

@@ -1,0 +1,39 @@
+"""Verification's consumers: one per deployment, reading the route streams of the
+departments it serves."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.verification.cases.service import open_case
+from services.verification.models import InboxEvent, OutboxMessage
+from services.verification.settings import VerificationSettings
+from shared.events import Envelope, EventType, route_stream
+from shared.runner import run_consumer, run_relay
+
+GROUP = "verification"
+
+
+async def handle_route(session: AsyncSession, envelope: Envelope, stream: str) -> None:
+    if envelope.type == EventType.APPLICATION_SUBMITTED:
+        await open_case(session, envelope)
+
+
+async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None = None) -> None:
+    await run_consumer(
+        settings,
+        service="verification",
+        group=GROUP,
+        streams=[route_stream(d) for d in settings.served_departments()],
+        inbox_model=InboxEvent,
+        handler=handle_route,
+        stop=stop,
+    )
+
+
+async def run_outbox_relay(
+    settings: VerificationSettings, stop: asyncio.Event | None = None
+) -> None:
+    await run_relay(settings, service="verification", outbox_model=OutboxMessage, stop=stop)

@@ -1,0 +1,165 @@
+"""Transactional outbox: the message is a row written in the same transaction as the state
+change it announces; a relay publishes unpublished rows to Redis Streams with XADD.
+
+A relay killed between XADD and marking the row publishes it again: consumers are
+idempotent on `event_id`, so that duplicate is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Identity,
+    Index,
+    String,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+
+from shared.events import Envelope
+from shared.lifecycle import sleep_or_stop
+from shared.logging import correlation_id
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxMixin:
+    """Columns of a service's `outbox` table."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    stream: Mapped[str] = mapped_column(String(100))
+    envelope: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        return (
+            Index(
+                "ix_outbox_unpublished",
+                "id",
+                postgresql_where=text("published_at IS NULL"),
+            ),
+        )
+
+
+class InboxMixin:
+    """Events a consumer group has already applied: the key that makes effects idempotent."""
+
+    __tablename__ = "inbox"
+
+    consumer_group: Mapped[str] = mapped_column(String(50), primary_key=True)
+    event_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    processed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+
+
+def enqueue(
+    session: AsyncSession, model: type[OutboxMixin], stream: str, envelope: Envelope
+) -> Envelope:
+    """Add the message to the caller's transaction; the relay publishes it after commit."""
+    if envelope.correlation_id is None and (cid := correlation_id.get()) is not None:
+        envelope = envelope.model_copy(update={"correlation_id": cid})
+    row = model()
+    row.event_id = envelope.event_id
+    row.stream = stream
+    row.envelope = envelope.model_dump(mode="json")
+    session.add(row)
+    return envelope
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        model: type[OutboxMixin],
+        batch_size: int = 500,
+        idle_sleep_seconds: float = 0.05,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._redis = redis
+        self._model = model
+        self._batch_size = batch_size
+        self._idle_sleep = idle_sleep_seconds
+        self._retention = retention
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many rows were published."""
+        model = self._model
+        async with self._sessionmaker() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(model.id, model.stream, model.envelope)
+                    .where(model.published_at.is_(None))
+                    .order_by(model.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            pipe = self._redis.pipeline(transaction=False)
+            for _, stream, envelope in rows:
+                pipe.xadd(stream, Envelope.model_validate(envelope).to_fields())
+            await pipe.execute()
+            await session.execute(
+                update(model)
+                .where(model.id.in_([row.id for row in rows]))
+                .values(published_at=func.now())
+            )
+        return len(rows)
+
+    async def purge_published(self) -> int:
+        model = self._model
+        async with self._sessionmaker() as session, session.begin():
+            result = await session.execute(
+                delete(model).where(model.published_at < func.now() - self._retention)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    async def backlog(self) -> int:
+        model = self._model
+        async with self._sessionmaker() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(model).where(model.published_at.is_(None))
+            )
+        return int(count or 0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("relay_started", table=str(self._model.__table__))  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        next_purge = loop.time()
+        while not stop.is_set():
+            try:
+                published = await self.publish_batch()
+                if loop.time() >= next_purge:
+                    await self.purge_published()
+                    next_purge = loop.time() + 3600
+            except Exception as exc:
+                log.warning("relay_error", error=repr(exc))
+                published = 0
+                await sleep_or_stop(stop, 1.0)
+            if published < self._batch_size:
+                await sleep_or_stop(stop, self._idle_sleep)
+        log.info("relay_stopped")

@@ -1,0 +1,102 @@
+"""Settings common to every service; each service extends `ServiceSettings`.
+
+Everything comes from the environment with the `RELIEF_` prefix. Secrets have development
+placeholders so `make run` works with no configuration, and those placeholders are refused
+outside development and tests.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_PLACEHOLDER = "dev-only-placeholder-not-a-secret-0000"
+_DEV_PII_KEY = base64.b64encode(b"dev-only-pii-key-not-a-secret!!!").decode()
+
+
+class Environment(enum.StrEnum):
+    DEV = "dev"
+    TEST = "test"
+    PROD = "prod"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore", frozen=True)
+
+    env: Environment = Environment.DEV
+    # Where embedded PostgreSQL/Redis keep their state when no URLs are given.
+    home: Path = Path(".relief")
+    database_url: str | None = None
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    jwt_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
+    jwt_issuer: str = "relief-platform"
+    # JSON object: key id -> base64 of a 32-byte AES key. The active id encrypts; all decrypt.
+    pii_keys: dict[str, str] = Field(default_factory=lambda: {"dev1": _DEV_PII_KEY})
+    pii_active_key_id: str = "dev1"
+    pii_hash_key: SecretStr = SecretStr(DEV_PLACEHOLDER)
+
+    # Stable consumer names: a restarted worker with the same id picks up its own pending
+    # messages first. Give each worker process of a service its own id.
+    worker_id: str = "1"
+    consumer_claim_idle_ms: int = Field(default=30_000, ge=100)
+    consumer_max_deliveries: int = Field(default=5, ge=1)
+
+    log_json: bool | None = None  # default: JSON outside development
+    log_level: str = "INFO"
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env is Environment.DEV
+
+    @model_validator(mode="after")
+    def _refuse_placeholders_in_production(self) -> Self:
+        if self.env is Environment.PROD:
+            placeholders = [
+                name
+                for name, value in (
+                    ("RELIEF_JWT_SECRET", self.jwt_secret.get_secret_value()),
+                    ("RELIEF_PII_HASH_KEY", self.pii_hash_key.get_secret_value()),
+                )
+                if value == DEV_PLACEHOLDER or len(value) < 32
+            ]
+            if _DEV_PII_KEY in self.pii_keys.values():
+                placeholders.append("RELIEF_PII_KEYS")
+            if placeholders:
+                raise ValueError(
+                    "placeholder or short secrets are refused outside dev: "
+                    + ", ".join(placeholders)
+                )
+        if self.pii_active_key_id not in self.pii_keys:
+            raise ValueError("RELIEF_PII_ACTIVE_KEY_ID must name a key in RELIEF_PII_KEYS")
+        return self
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "no database URL: set RELIEF_DATABASE_URL, or start through `relief` which "
+                "provides the embedded PostgreSQL"
+            )
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError(
+                "no Redis URL: set RELIEF_REDIS_URL, or start through `relief` which "
+                "provides the embedded Redis"
+            )
+        return self.redis_url
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to print: secrets are masked by pydantic's SecretStr."""
+        return self.model_dump(exclude={"pii_keys"})

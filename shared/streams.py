@@ -1,0 +1,258 @@
+"""The one consumer shape used by every service.
+
+Create the group at start; XREADGROUP in batches; apply each message in its own
+transaction together with an inbox row keyed on `event_id` (so a redelivery changes
+nothing); XACK after commit; XAUTOCLAIM messages a dead or failing consumer left idle;
+after `max_deliveries` failures move the message to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.db import unit_of_work
+from shared.events import DEAD_LETTER_STREAM, Envelope
+from shared.lifecycle import sleep_or_stop
+from shared.logging import correlation_id
+from shared.outbox import InboxMixin
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[AsyncSession, Envelope, str], Awaitable[None]]
+"""Applies one event inside the consumer's transaction; gets the session, envelope, stream."""
+
+StreamMessage = tuple[str, dict[str, str]]
+
+
+@dataclass
+class ConsumerStats:
+    processed: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+    by_type: dict[str, int] = field(default_factory=dict)
+
+
+class StreamConsumer:
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        inbox_model: type[InboxMixin],
+        group: str,
+        consumer: str,
+        streams: Sequence[str],
+        handler: Handler,
+        batch_size: int = 64,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 30_000,
+        max_deliveries: int = 5,
+        dead_letter_stream: str = DEAD_LETTER_STREAM,
+    ) -> None:
+        self._redis = redis
+        self._sessionmaker = sessionmaker
+        self._inbox = inbox_model
+        self.group = group
+        self.consumer = consumer
+        self.streams = list(streams)
+        self._handler = handler
+        self._batch_size = batch_size
+        self._block_ms = block_ms
+        self._claim_idle_ms = claim_idle_ms
+        self._max_deliveries = max_deliveries
+        self._dead_letter_stream = dead_letter_stream
+        self.stats = ConsumerStats()
+
+    async def ensure_groups(self) -> None:
+        for stream in self.streams:
+            try:
+                # "0": a group made after messages were added still sees them all.
+                await self._redis.xgroup_create(stream, self.group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.ensure_groups()
+        log.info("consumer_started", group=self.group, consumer=self.consumer, streams=self.streams)
+        # Messages this consumer (same stable name) took before a crash come first.
+        await self._drain_own_pending()
+        loop = asyncio.get_running_loop()
+        next_claim = loop.time()
+        while not stop.is_set():
+            try:
+                if loop.time() >= next_claim:
+                    await self.reclaim_idle()
+                    next_claim = loop.time() + max(self._claim_idle_ms / 4000, 0.5)
+                await self.read_batch(block_ms=self._block_ms)
+            except ResponseError as exc:
+                if "NOGROUP" in str(exc):
+                    # The stream or group vanished (Redis restarted empty, FLUSHALL): make
+                    # them again; the producers' end-to-end acknowledgement resends.
+                    log.warning("consumer_group_missing", group=self.group)
+                    await self.ensure_groups()
+                else:
+                    log.error("consumer_redis_error", error=str(exc))
+                    await sleep_or_stop(stop, 1.0)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                log.warning("consumer_redis_unavailable", error=repr(exc))
+                await sleep_or_stop(stop, 1.0)
+        log.info("consumer_stopped", group=self.group, consumer=self.consumer)
+
+    async def read_batch(self, *, block_ms: int | None = None) -> int:
+        """Read and apply one batch of new messages; returns how many were read."""
+        # decode_responses=True: ids and fields are str (redis-py's types do not say so).
+        response: Any = await self._redis.xreadgroup(
+            self.group,
+            self.consumer,
+            dict.fromkeys(self.streams, ">"),
+            count=self._batch_size,
+            block=block_ms,
+        )
+        count = 0
+        for stream, messages in response or []:
+            for message_id, fields in messages:
+                count += 1
+                await self._process(stream, message_id, fields, deliveries=1)
+        return count
+
+    async def _drain_own_pending(self) -> None:
+        for stream in self.streams:
+            while True:
+                response: Any = await self._redis.xreadgroup(
+                    self.group, self.consumer, {stream: "0"}, count=self._batch_size
+                )
+                messages = response[0][1] if response else []
+                live = [(mid, fields) for mid, fields in messages if fields]
+                for message_id, fields in live:
+                    await self._process(stream, message_id, fields, deliveries=None)
+                # Entries trimmed from the stream come back with no fields: just ack them.
+                for message_id, fields in messages:
+                    if not fields:
+                        await self._redis.xack(stream, self.group, message_id)
+                if len(messages) < self._batch_size:
+                    break
+
+    async def reclaim_idle(self) -> int:
+        """Take over messages idle longer than the claim timeout (a crashed consumer's, or ones
+        whose processing failed) and apply them again."""
+        total = 0
+        for stream in self.streams:
+            start = "0-0"
+            while True:
+                result: Any = await self._redis.xautoclaim(
+                    stream,
+                    self.group,
+                    self.consumer,
+                    min_idle_time=self._claim_idle_ms,
+                    start_id=start,
+                    count=self._batch_size,
+                )
+                start, messages = result[0], result[1]
+                if messages:
+                    counts = await self._delivery_counts(stream, messages)
+                    for message_id, fields in messages:
+                        if fields is None:
+                            continue
+                        total += 1
+                        await self._process(
+                            stream, message_id, fields, deliveries=counts.get(message_id)
+                        )
+                if start in ("0-0", b"0-0"):
+                    break
+        self.stats.reclaimed += total
+        return total
+
+    async def _delivery_counts(
+        self, stream: str, messages: list[tuple[str, dict[str, str]]]
+    ) -> dict[str, int]:
+        ids = [mid for mid, _ in messages]
+        pending: Any = await self._redis.xpending_range(
+            stream,
+            self.group,
+            min=ids[0],
+            max=ids[-1],
+            count=len(ids) + 10,
+            consumername=self.consumer,
+        )
+        return {p["message_id"]: int(p["times_delivered"]) for p in pending}
+
+    async def _process(
+        self, stream: str, message_id: str, fields: dict[str, str], *, deliveries: int | None
+    ) -> None:
+        try:
+            envelope = Envelope.from_fields(fields)
+        except (KeyError, ValidationError, ValueError) as exc:
+            await self._dead_letter(stream, message_id, fields, f"unreadable: {exc}")
+            return
+        token = correlation_id.set(envelope.correlation_id)
+        try:
+            applied = await self._apply(envelope, stream)
+        except Exception as exc:
+            self.stats.failed += 1
+            log.warning(
+                "message_failed",
+                stream=stream,
+                message_id=message_id,
+                event_type=envelope.type,
+                event_id=str(envelope.event_id),
+                deliveries=deliveries,
+                error=repr(exc),
+            )
+            if deliveries is not None and deliveries >= self._max_deliveries:
+                await self._dead_letter(stream, message_id, fields, repr(exc))
+            # Otherwise it stays pending; reclaim_idle retries it after the idle timeout.
+            return
+        finally:
+            correlation_id.reset(token)
+        await self._redis.xack(stream, self.group, message_id)
+        if applied:
+            self.stats.processed += 1
+            self.stats.by_type[envelope.type] = self.stats.by_type.get(envelope.type, 0) + 1
+        else:
+            self.stats.duplicates += 1
+
+    async def _apply(self, envelope: Envelope, stream: str) -> bool:
+        async with unit_of_work(self._sessionmaker) as session:
+            inserted = await session.scalar(
+                insert(self._inbox.__table__)  # type: ignore[attr-defined]
+                .values(consumer_group=self.group, event_id=envelope.event_id)
+                .on_conflict_do_nothing()
+                .returning(self._inbox.event_id)
+            )
+            if inserted is None:
+                return False
+            await self._handler(session, envelope, stream)
+        return True
+
+    async def _dead_letter(
+        self, stream: str, message_id: str, fields: dict[str, str], error: str
+    ) -> None:
+        await self._redis.xadd(
+            self._dead_letter_stream,
+            {
+                "stream": stream,
+                "message_id": message_id,
+                "group": self.group,
+                "error": error[:2000],
+                "fields": json.dumps(fields, ensure_ascii=False),
+            },
+        )
+        await self._redis.xack(stream, self.group, message_id)
+        self.stats.dead_lettered += 1
+        log.error("message_dead_lettered", stream=stream, message_id=message_id, group=self.group)

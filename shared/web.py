@@ -1,0 +1,117 @@
+"""What every service's FastAPI app has: error handlers, the correlation id, health checks,
+and the database and Redis clients on `app.state`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.db import create_engine, create_sessionmaker, database_ready
+from shared.errors import error_body, install_error_handlers
+from shared.logging import configure_logging, correlation_id, new_correlation_id
+from shared.redis import create_redis
+from shared.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+REQUEST_ID_HEADER = "x-request-id"
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+
+class CorrelationIdMiddleware:
+    """Takes the caller's X-Request-ID (or makes one) and returns it on the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(REQUEST_ID_HEADER.encode())
+        cid = incoming.decode("latin-1")[:64] if incoming else new_correlation_id()
+        token = correlation_id.set(cid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"].append((REQUEST_ID_HEADER.encode(), cid.encode("latin-1")))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
+
+
+def create_service_app(
+    *,
+    name: str,
+    title: str,
+    settings: ServiceSettings,
+    routers: Sequence[APIRouter],
+    extra_lifespan: Lifespan | None = None,
+    description: str = "",
+) -> FastAPI:
+    configure_logging(
+        service=name,
+        json=settings.log_json if settings.log_json is not None else not settings.is_dev,
+        level=settings.log_level,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(settings, application_name=f"relief-{name}")
+        redis = create_redis(settings.require_redis_url())
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.redis = redis
+        try:
+            if extra_lifespan is not None:
+                async with extra_lifespan(app):
+                    yield
+            else:
+                yield
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.add_middleware(CorrelationIdMiddleware)
+    install_error_handlers(app)
+
+    @app.get("/healthz", tags=["health"], summary="Process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", tags=["health"], summary="Database and Redis reachable")
+    async def readyz() -> Any:
+        db_ok = await database_ready(app.state.engine)
+        try:
+            redis_ok = bool(await app.state.redis.ping())
+        except Exception:
+            redis_ok = False
+        checks = {"database": db_ok, "redis": redis_ok}
+        if db_ok and redis_ok:
+            return {"status": "ready", "service": name, "checks": checks}
+        body = error_body("not_ready", "服务暂不可用，请稍后再试", checks)
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    for router in routers:
+        app.include_router(router, prefix="/api/v1")
+    return app
