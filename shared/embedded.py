@@ -231,7 +231,11 @@ class EmbeddedPostgres:
         result = subprocess.run(
             cmd,
             check=False,
+            # Drop root's group too: with gid 0 the process would fall in the *group* class
+            # of root-owned folders (e.g. a 0701 pytest tmp dir) and be refused.
             user=self._run_as,
+            group=self._run_as,
+            extra_groups=[] if self._run_as else None,
             capture_output=True,
             text=True,
             timeout=120,

@@ -7,14 +7,15 @@ validator can use them directly and the error handler reports them as they are.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 
 from pydantic_core import PydanticCustomError
-from stdnum.cn import ric
 from stdnum import numdb
+from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
-_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 
 
 def normalize_resident_id(value: str) -> str:
@@ -32,9 +33,7 @@ def normalize_resident_id(value: str) -> str:
     if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
         raise PydanticCustomError("id_number_format", "身份证号码只能由数字和末位的X组成")
     if number[-1] != ric.calc_check_digit(number):
-        raise PydanticCustomError(
-            "id_number_checksum", "身份证号码校验位不正确，请核对后重新输入"
-        )
+        raise PydanticCustomError("id_number_checksum", "身份证号码校验位不正确，请核对后重新输入")
     try:
         birth = ric.get_birth_date(number)
     except ValidationError as exc:
@@ -47,12 +46,17 @@ def normalize_resident_id(value: str) -> str:
 
 
 def _known_address_code(code: str) -> bool:
-    """The six digits name a county-level division (not only a province or prefecture)."""
+    """The six digits name a division below the province. stdnum's data labels provinces
+    too, so a bare province code (xx0000) is refused here. Prefecture-level codes stay
+    allowed: cities without counties (e.g. 东莞 441900) issue IDs with them."""
+    if code.endswith("0000"):
+        return False
     return any("county" in props for _, props in numdb.get("cn/loc").info(code)[1:])
 
 
 def normalize_mobile(value: str) -> str:
-    number = value.strip().replace(" ", "").replace("-", "")
+    # Chinese input methods often type full-width digits (１３８…): read them as digits.
+    number = unicodedata.normalize("NFKC", value).strip().replace(" ", "").replace("-", "")
     if number.startswith("+86"):
         number = number[3:]
     if not _MOBILE.fullmatch(number):

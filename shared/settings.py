@@ -59,6 +59,11 @@ class ServiceSettings(BaseSettings):
     def is_dev(self) -> bool:
         return self.env is Environment.DEV
 
+    @property
+    def allows_dev_login(self) -> bool:
+        """Dev login codes (`dev:<openid>`) work in development and tests, never in prod."""
+        return self.env in (Environment.DEV, Environment.TEST)
+
     @model_validator(mode="after")
     def _refuse_placeholders_in_production(self) -> Self:
         if self.env is Environment.PROD:

@@ -1,0 +1,52 @@
+"""Real PostgreSQL and Redis for the whole suite: embedded ones under .relief/test by
+default, or the servers named by RELIEF_TEST_DATABASE_URL / RELIEF_TEST_REDIS_URL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from shared import migrations
+from shared.embedded import provide
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_HOME = ROOT / ".relief" / "test"
+TEST_DATABASE = "relief_test"
+SERVICES = ("intake", "verification", "notify")
+
+
+@dataclass(frozen=True)
+class Infra:
+    database_url: str
+    redis_url: str
+    home: Path
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    infrastructure = provide(
+        TEST_HOME,
+        database_url=os.environ.get("RELIEF_TEST_DATABASE_URL"),
+        redis_url=os.environ.get("RELIEF_TEST_REDIS_URL"),
+        database_name=TEST_DATABASE,
+        durable=False,
+        preferred_ports=(None, None),
+    )
+    try:
+        if infrastructure.postgres is not None:
+            # A fresh database each run: migrations are tested from empty every time.
+            infrastructure.postgres.drop_database(TEST_DATABASE)
+            infrastructure.postgres.ensure_database(TEST_DATABASE)
+        for service in SERVICES:
+            migrations.upgrade(service, infrastructure.database_url)
+        os.environ["RELIEF_ENV"] = "test"
+        os.environ["RELIEF_DATABASE_URL"] = infrastructure.database_url
+        os.environ["RELIEF_REDIS_URL"] = infrastructure.redis_url
+        os.environ["RELIEF_LOG_JSON"] = "false"
+        yield Infra(infrastructure.database_url, infrastructure.redis_url, TEST_HOME)
+    finally:
+        infrastructure.stop_started()

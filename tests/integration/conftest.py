@@ -1,0 +1,207 @@
+"""In-process services over HTTP (httpx + ASGI, with each app's real lifespan, middleware
+and auth), and the real relays and consumers driven step by step."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.intake.app import create_app as create_intake
+from services.intake.models import InboxEvent as IntakeInbox
+from services.intake.models import OutboxMessage as IntakeOutbox
+from services.intake.settings import IntakeSettings
+from services.intake.worker import GROUP as INTAKE_GROUP
+from services.intake.worker import handle_event as intake_handler
+from services.notify.app import create_app as create_notify
+from services.notify.models import InboxEvent as NotifyInbox
+from services.notify.settings import NotifySettings
+from services.notify.worker import GROUP as NOTIFY_GROUP
+from services.notify.worker import handle_event as notify_handler
+from services.verification.accounts.service import create_user
+from services.verification.app import create_app as create_verification
+from services.verification.models import InboxEvent as VerificationInbox
+from services.verification.models import OutboxMessage as VerificationOutbox
+from services.verification.settings import VerificationSettings
+from services.verification.worker import GROUP as VERIFICATION_GROUP
+from services.verification.worker import handle_route
+from shared.auth import Role
+from shared.db import create_engine, create_sessionmaker, unit_of_work
+from shared.events import EVENTS_STREAM, route_stream
+from shared.outbox import OutboxRelay
+from shared.redis import create_redis
+from shared.settings import ServiceSettings
+from shared.streams import StreamConsumer
+from tests.conftest import Infra
+from tests.factories import application_body
+
+SCHEMAS = ("intake", "verification", "notify")
+PASSWORD = "test-password-1"
+
+
+@pytest.fixture(scope="session")
+async def engine(infra: Infra) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(ServiceSettings(), application_name="relief-tests")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return create_sessionmaker(engine)
+
+
+@pytest.fixture
+async def redis(infra: Infra) -> AsyncIterator[Redis]:
+    client = create_redis(infra.redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def clean(engine: AsyncEngine, redis: Redis) -> AsyncIterator[None]:
+    """Every test starts from empty tables and an empty Redis."""
+    async with engine.begin() as conn:
+        tables = (
+            await conn.execute(
+                text(
+                    "SELECT schemaname || '.' || tablename FROM pg_tables "
+                    "WHERE schemaname = ANY(:schemas) AND tablename <> 'alembic_version'"
+                ),
+                {"schemas": list(SCHEMAS)},
+            )
+        ).scalars()
+        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    await redis.flushdb()
+    yield
+
+
+async def _running(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{host}") as c,
+    ):
+        yield c
+
+
+@pytest.fixture
+async def intake(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _running(create_intake(IntakeSettings()), "intake"):
+        yield client
+
+
+@pytest.fixture
+async def verification(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _running(create_verification(VerificationSettings()), "verification"):
+        yield client
+
+
+@pytest.fixture
+async def notify(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
+    async for client in _running(create_notify(NotifySettings()), "notify"):
+        yield client
+
+
+@dataclass
+class Pipeline:
+    """The relays and consumers of all three services, run until nothing moves."""
+
+    relays: list[OutboxRelay]
+    consumers: list[StreamConsumer]
+
+    async def drain(self, max_rounds: int = 50) -> int:
+        moved_total = 0
+        for _ in range(max_rounds):
+            moved = 0
+            for relay in self.relays:
+                moved += await relay.publish_batch()
+            for consumer in self.consumers:
+                moved += await consumer.read_batch(block_ms=None)
+            moved_total += moved
+            if moved == 0:
+                return moved_total
+        raise AssertionError("pipeline did not settle")
+
+
+@pytest.fixture
+async def pipeline(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Pipeline]:
+    departments = VerificationSettings().served_departments()
+
+    def consumer(group: str, streams: list[str], inbox: type, handler: object) -> StreamConsumer:
+        return StreamConsumer(
+            redis=redis,
+            sessionmaker=sessionmaker,
+            inbox_model=inbox,
+            group=group,
+            consumer=f"test-{group}",
+            streams=streams,
+            handler=handler,  # type: ignore[arg-type]
+        )
+
+    consumers = [
+        consumer(
+            VERIFICATION_GROUP,
+            [route_stream(d) for d in departments],
+            VerificationInbox,
+            handle_route,
+        ),
+        consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler),
+        consumer(NOTIFY_GROUP, [EVENTS_STREAM], NotifyInbox, notify_handler),
+    ]
+    for c in consumers:
+        await c.ensure_groups()
+    relays = [
+        OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=IntakeOutbox),
+        OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=VerificationOutbox),
+    ]
+    yield Pipeline(relays=relays, consumers=consumers)
+
+
+async def citizen_headers(intake: httpx.AsyncClient, openid: str) -> dict[str, str]:
+    response = await intake.post("/api/v1/auth/wechat", json={"code": f"dev:{openid}"})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def staff_headers(
+    verification: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    username: str,
+    role: Role = Role.CLERK,
+    department: str | None = "medins",
+    region: str = "530129",
+) -> dict[str, str]:
+    async with unit_of_work(sessionmaker) as session:
+        await create_user(
+            session,
+            username=username,
+            password=PASSWORD,
+            role=role,
+            department=department,
+            region_code=region,
+        )
+    response = await verification.post(
+        "/api/v1/auth/login", json={"username": username, "password": PASSWORD}
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def submit(
+    intake: httpx.AsyncClient, headers: dict[str, str], **overrides: object
+) -> httpx.Response:
+    return await intake.post(
+        "/api/v1/applications",
+        json=application_body(**overrides),
+        headers={**headers, "Idempotency-Key": f"test-{uuid.uuid4()}"},
+    )

@@ -1,0 +1,196 @@
+"""The queue's guarantees, on real Redis and PostgreSQL: ordered relay, at-most-once effect
+per event, reclaim of a dead consumer's messages, dead letters, and recovery after the
+streams vanish."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.intake.models import InboxEvent, OutboxMessage
+from shared.db import unit_of_work
+from shared.events import DEAD_LETTER_STREAM, Envelope
+from shared.outbox import OutboxRelay, enqueue
+from shared.streams import StreamConsumer
+
+STREAM = "relief:test"
+GROUP = "tests"
+
+
+def _envelope(n: int = 0) -> Envelope:
+    return Envelope(
+        type="test.event", application_id=uuid.uuid4(), department="civil", payload={"n": n}
+    )
+
+
+class Recorder:
+    """A handler that remembers what it applied, and can be told to fail."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.applied: list[int] = []
+        self.failures = failures
+
+    async def __call__(self, session: AsyncSession, envelope: Envelope, stream: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("handler failed on purpose")
+        self.applied.append(int(envelope.payload["n"]))
+
+
+def _consumer(
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    handler: Recorder,
+    *,
+    name: str = "c1",
+    claim_idle_ms: int = 30_000,
+    max_deliveries: int = 5,
+) -> StreamConsumer:
+    return StreamConsumer(
+        redis=redis,
+        sessionmaker=sessionmaker,
+        inbox_model=InboxEvent,
+        group=GROUP,
+        consumer=name,
+        streams=[STREAM],
+        handler=handler,
+        claim_idle_ms=claim_idle_ms,
+        max_deliveries=max_deliveries,
+    )
+
+
+async def test_relay_publishes_committed_rows_in_order_once(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        for n in range(5):
+            enqueue(session, OutboxMessage, STREAM, _envelope(n))
+    relay = OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=OutboxMessage)
+    assert await relay.publish_batch() == 5
+    assert await relay.publish_batch() == 0
+    assert await relay.backlog() == 0
+    entries = await _entries(redis, STREAM)
+    assert [Envelope.from_fields(f).payload["n"] for _, f in entries] == [0, 1, 2, 3, 4]
+
+
+async def test_rolled_back_transaction_publishes_nothing(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    try:
+        async with unit_of_work(sessionmaker) as session:
+            enqueue(session, OutboxMessage, STREAM, _envelope())
+            raise RuntimeError("the state change failed")
+    except RuntimeError:
+        pass
+    relay = OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=OutboxMessage)
+    assert await relay.publish_batch() == 0
+    assert await redis.exists(STREAM) == 0
+
+
+async def test_a_redelivered_event_is_applied_once(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    handler = Recorder()
+    consumer = _consumer(redis, sessionmaker, handler)
+    await consumer.ensure_groups()
+    envelope = _envelope(7)
+    await redis.xadd(STREAM, envelope.to_fields())
+    await redis.xadd(STREAM, envelope.to_fields())  # e.g. a relay killed before marking
+    assert await consumer.read_batch() == 2
+    assert handler.applied == [7]
+    assert consumer.stats.duplicates == 1
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxEvent)) == 1
+
+
+async def test_messages_of_a_crashed_consumer_are_reclaimed(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    handler = Recorder()
+    survivor = _consumer(redis, sessionmaker, handler, name="survivor", claim_idle_ms=50)
+    await survivor.ensure_groups()
+    for n in range(3):
+        await redis.xadd(STREAM, _envelope(n).to_fields())
+    # A consumer reads the batch and dies before acknowledging anything.
+    taken: Any = await redis.xreadgroup(GROUP, "crashed", {STREAM: ">"}, count=10)
+    assert len(taken[0][1]) == 3
+    await asyncio.sleep(0.1)
+    assert await survivor.reclaim_idle() == 3
+    assert sorted(handler.applied) == [0, 1, 2]
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_a_message_that_keeps_failing_goes_to_dead_letters(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    handler = Recorder(failures=10)
+    consumer = _consumer(redis, sessionmaker, handler, claim_idle_ms=10, max_deliveries=3)
+    await consumer.ensure_groups()
+    envelope = _envelope(1)
+    await redis.xadd(STREAM, envelope.to_fields())
+    await consumer.read_batch()  # delivery 1 fails: stays pending
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 1
+    for _ in range(3):
+        await asyncio.sleep(0.05)
+        await consumer.reclaim_idle()
+    assert handler.applied == []
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+    dead = await _entries(redis, DEAD_LETTER_STREAM)
+    assert len(dead) == 1
+    fields = dead[0][1]
+    assert fields["stream"] == STREAM
+    assert fields["group"] == GROUP
+    assert "failed on purpose" in fields["error"]
+    assert Envelope.from_fields(json.loads(fields["fields"])) == envelope
+    # Nothing of the failed attempts was committed.
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxEvent)) == 0
+
+
+async def test_unreadable_messages_are_dead_lettered_at_once(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    consumer = _consumer(redis, sessionmaker, Recorder())
+    await consumer.ensure_groups()
+    await redis.xadd(STREAM, {"envelope": "{not json"})
+    await consumer.read_batch()
+    assert len(await _entries(redis, DEAD_LETTER_STREAM)) == 1
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_consumer_recreates_its_group_after_redis_loses_everything(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    handler = Recorder()
+    consumer = _consumer(redis, sessionmaker, handler)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        await redis.xadd(STREAM, _envelope(1).to_fields())
+        await _until(lambda: handler.applied == [1])
+        await redis.flushdb()
+        await redis.xadd(STREAM, _envelope(2).to_fields())
+        await _until(lambda: handler.applied == [1, 2])
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def _entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
+    result: Any = await redis.xrange(stream)  # str fields: decode_responses=True
+    return list(result)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    # Polls state that another task changes.
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
