@@ -46,6 +46,11 @@ def async_url(url: str) -> str:
     return url
 
 
+def plain_url(url: str) -> str:
+    """The URL asyncpg itself takes (no SQLAlchemy driver suffix)."""
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def create_engine(settings: ServiceSettings, *, application_name: str) -> AsyncEngine:
     return create_async_engine(
         async_url(settings.require_database_url()),

@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import asyncpg
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy import (
@@ -94,15 +95,17 @@ class OutboxRelay:
         redis: Redis,
         model: type[OutboxMixin],
         batch_size: int = 500,
-        idle_sleep_seconds: float = 0.05,
+        listen_dsn: str | None = None,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self._sessionmaker = sessionmaker
         self._redis = redis
         self._model = model
         self._batch_size = batch_size
-        self._idle_sleep = idle_sleep_seconds
+        self._listen_dsn = listen_dsn
         self._retention = retention
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
@@ -146,20 +149,66 @@ class OutboxRelay:
             )
         return int(count or 0)
 
+    @property
+    def channel(self) -> str:
+        return notify_channel(self._model.__table__.schema)  # type: ignore[attr-defined]
+
+    async def _ensure_listener(self) -> bool:
+        """LISTEN for the outbox trigger's NOTIFY, so an idle relay sleeps instead of polling.
+        Returns whether a listener is up; without one the relay polls quickly."""
+        if self._listen_dsn is None:
+            return False
+        if self._listener is not None and not self._listener.is_closed():
+            return True
+        try:
+            self._listener = await asyncpg.connect(self._listen_dsn, timeout=5)
+            await self._listener.add_listener(self.channel, lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("relay_listen_failed", error=repr(exc))
+            self._listener = None
+            return False
+        self._wake.set()  # rows may have arrived while nobody listened
+        return True
+
+    async def _close_listener(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            await self._listener.close()
+        self._listener = None
+
     async def run(self, stop: asyncio.Event) -> None:
         log.info("relay_started", table=str(self._model.__table__))  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         next_purge = loop.time()
-        while not stop.is_set():
-            try:
-                published = await self.publish_batch()
-                if loop.time() >= next_purge:
-                    await self.purge_published()
-                    next_purge = loop.time() + 3600
-            except Exception as exc:
-                log.warning("relay_error", error=repr(exc))
-                published = 0
-                await sleep_or_stop(stop, 1.0)
-            if published < self._batch_size:
-                await sleep_or_stop(stop, self._idle_sleep)
+        try:
+            while not stop.is_set():
+                listening = await self._ensure_listener()
+                self._wake.clear()
+                try:
+                    published = await self.publish_batch()
+                    if loop.time() >= next_purge:
+                        await self.purge_published()
+                        next_purge = loop.time() + 3600
+                except Exception as exc:
+                    log.warning("relay_error", error=repr(exc))
+                    await sleep_or_stop(stop, 1.0)
+                    continue
+                if published < self._batch_size:
+                    # Woken by NOTIFY at once; the timeout is only a safety net.
+                    await _wait_either(stop, self._wake, 1.0 if listening else 0.05)
+        finally:
+            await self._close_listener()
         log.info("relay_stopped")
+
+
+def notify_channel(schema: str) -> str:
+    """The channel an outbox's insert trigger notifies (see the services' migrations)."""
+    return f"relief_outbox_{schema}"
+
+
+async def _wait_either(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

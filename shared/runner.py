@@ -6,7 +6,7 @@ import asyncio
 import socket
 from collections.abc import Sequence
 
-from shared.db import create_engine, create_sessionmaker
+from shared.db import create_engine, create_sessionmaker, plain_url
 from shared.lifecycle import stop_on_signals
 from shared.logging import configure_logging
 from shared.outbox import InboxMixin, OutboxMixin, OutboxRelay
@@ -74,7 +74,10 @@ async def run_relay(
     redis = create_redis(settings.require_redis_url())
     try:
         relay = OutboxRelay(
-            sessionmaker=create_sessionmaker(engine), redis=redis, model=outbox_model
+            sessionmaker=create_sessionmaker(engine),
+            redis=redis,
+            model=outbox_model,
+            listen_dsn=plain_url(settings.require_database_url()),
         )
         await relay.run(stop)
     finally:

@@ -10,15 +10,17 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import InboxEvent, OutboxMessage
-from shared.db import unit_of_work
+from shared.db import plain_url, unit_of_work
 from shared.events import DEAD_LETTER_STREAM, Envelope
-from shared.outbox import OutboxRelay, enqueue
+from shared.outbox import OutboxRelay, enqueue, notify_channel
 from shared.streams import StreamConsumer
+from tests.conftest import Infra
 
 STREAM = "relief:test"
 GROUP = "tests"
@@ -194,3 +196,51 @@ async def _until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(10):
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+
+
+async def test_outbox_insert_notifies_the_relay_channel_on_commit(
+    infra: Infra, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    received: asyncio.Queue[str] = asyncio.Queue()
+    listener = await asyncpg.connect(plain_url(infra.database_url))
+    try:
+        await listener.add_listener(
+            notify_channel("intake"), lambda *args: received.put_nowait(args[2])
+        )
+        try:
+            async with unit_of_work(sessionmaker) as session:
+                enqueue(session, OutboxMessage, STREAM, _envelope())
+                raise RuntimeError("rolled back")
+        except RuntimeError:
+            pass
+        async with unit_of_work(sessionmaker) as session:
+            enqueue(session, OutboxMessage, STREAM, _envelope())
+        channel = await asyncio.wait_for(received.get(), timeout=10)
+        assert channel == "relief_outbox_intake"
+        assert received.empty()  # the rolled-back insert notified nobody
+    finally:
+        await listener.close()
+
+
+async def test_running_relay_publishes_what_is_committed(
+    infra: Infra, redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    relay = OutboxRelay(
+        sessionmaker=sessionmaker,
+        redis=redis,
+        model=OutboxMessage,
+        listen_dsn=plain_url(infra.database_url),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        for n in range(3):
+            async with unit_of_work(sessionmaker) as session:
+                enqueue(session, OutboxMessage, STREAM, _envelope(n))
+        async with asyncio.timeout(10):
+            while len(await _entries(redis, STREAM)) < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+    assert await relay.backlog() == 0
