@@ -27,7 +27,7 @@ from shared.catalog import catalog
 from shared.errors import AppError, Conflict, InvalidInput, NotFound
 from shared.events import EVENTS_STREAM, Envelope, EventType, route_stream
 from shared.outbox import enqueue
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_keyset, split_page
 from shared.pii import PiiCipher, mask_id_number, mask_phone
 
 STATUS_LABELS = {
@@ -238,18 +238,10 @@ def _summary(application: Application) -> ApplicationSummary:
 async def list_mine(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> ApplicationPage:
-    after = None
-    if cursor:
-        created_at, app_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(created_at), uuid.UUID(app_id))
-        except ValueError as exc:
-            raise InvalidInput("分页参数无效", code="cursor_invalid") from exc
-    rows = await repository.list_owned(session, principal.subject, limit=limit + 1, after=after)
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if len(rows) > limit else None
+    rows = await repository.list_owned(
+        session, principal.subject, limit=limit + 1, after=decode_keyset(cursor)
     )
+    page, next_cursor = split_page(rows, limit, lambda a: (a.created_at, a.id))
     return ApplicationPage(items=[_summary(a) for a in page], next_cursor=next_cursor)
 
 

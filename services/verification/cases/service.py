@@ -29,7 +29,7 @@ from shared.catalog import catalog
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EVENTS_STREAM, Envelope, EventType
 from shared.outbox import enqueue
-from shared.pagination import decode_cursor, encode_cursor
+from shared.pagination import decode_keyset, split_page
 from shared.regions import regions
 
 STATUS_LABELS = {
@@ -183,13 +183,6 @@ async def list_cases(
         unknown = set(statuses) - {s.value for s in CaseStatus}
         if unknown:
             raise InvalidInput("状态参数无效", code="status_invalid", details=sorted(unknown))
-    after = None
-    if cursor:
-        deadline, case_id = decode_cursor(cursor, 2)
-        try:
-            after = (datetime.fromisoformat(deadline), uuid.UUID(case_id))
-        except ValueError as exc:
-            raise InvalidInput("分页参数无效", code="cursor_invalid") from exc
     now = _now()
     rows = await repository.list_in_scope(
         session,
@@ -198,12 +191,9 @@ async def list_cases(
         item_code=item_code,
         overdue_before=now if overdue else None,
         limit=limit + 1,
-        after=after,
+        after=decode_keyset(cursor),
     )
-    page = rows[:limit]
-    next_cursor = (
-        encode_cursor(page[-1].deadline.isoformat(), page[-1].id) if len(rows) > limit else None
-    )
+    page, next_cursor = split_page(rows, limit, lambda c: (c.deadline, c.id))
     return CasePage(
         items=[CaseSummary(**_summary_fields(c, now)) for c in page], next_cursor=next_cursor
     )
