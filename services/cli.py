@@ -34,6 +34,8 @@ app = typer.Typer(
 )
 users_app = typer.Typer(help="Staff accounts (clerks, supervisors, admins).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+grid_app = typer.Typer(help="Grid workers (网格员) who report for citizens.", no_args_is_help=True)
+app.add_typer(grid_app, name="grid-workers")
 
 SERVICES = ("intake", "verification", "notify")
 # Which long-running processes each service has besides its API.
@@ -218,6 +220,35 @@ def users_create(
             typer.echo(f"error: {exc.code}: {exc.message}", err=True)
             raise typer.Exit(2) from exc
     typer.echo(f"created {role} {username}")
+
+
+@grid_app.command("add")
+def grid_workers_add(
+    openid: Annotated[str, typer.Option(help="the grid worker's WeChat openid")],
+    name: Annotated[str, typer.Option(help="name shown to citizens")],
+    region: Annotated[str, typer.Option(help="county code the worker reports for")],
+) -> None:
+    """Register (or update) a grid worker: his WeChat logins then carry the grid_worker role."""
+    from services.intake.auth.service import register_grid_worker
+    from services.intake.settings import IntakeSettings
+    from shared.db import create_engine, create_sessionmaker, unit_of_work
+    from shared.errors import AppError
+
+    async def add() -> None:
+        engine = create_engine(IntakeSettings(), application_name="relief-cli")
+        try:
+            async with unit_of_work(create_sessionmaker(engine)) as session:
+                await register_grid_worker(session, openid=openid, name=name, region_code=region)
+        finally:
+            await engine.dispose()
+
+    with infrastructure():
+        try:
+            asyncio.run(add())
+        except AppError as exc:
+            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+            raise typer.Exit(2) from exc
+    typer.echo(f"grid worker {name} ({openid}) reports for {region}")
 
 
 @contextlib.asynccontextmanager

@@ -23,6 +23,7 @@ class EventType(enum.StrEnum):
     APPLICATION_SUPPLEMENTED = "application.supplemented"
     APPLICATION_WITHDRAWN = "application.withdrawn"
     APPLICATION_RATED = "application.rated"
+    APPLICATION_ATTACHMENT_ADDED = "application.attachment_added"
     CASE_OPENED = "case.opened"
     CASE_CLAIMED = "case.claimed"
     CASE_RELEASED = "case.released"

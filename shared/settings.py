@@ -34,6 +34,8 @@ class ServiceSettings(BaseSettings):
     database_url: str | None = None
     redis_url: str | None = None
     host: str = "127.0.0.1"
+    # Larger request bodies are refused with 413 before they are read (uploads included).
+    max_request_bytes: int = Field(default=12 * 1024 * 1024, ge=1024)
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)

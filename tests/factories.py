@@ -7,6 +7,8 @@ from typing import Any
 
 from stdnum.cn import ric
 
+from shared.catalog import catalog
+
 _sequence = itertools.count(100)
 
 
@@ -16,9 +18,35 @@ def resident_id(region: str = "530129", birth: str = "19750312", seq: int | None
     return body + ric.calc_check_digit(body + "0")
 
 
+def sample_form(item_code: str) -> dict[str, Any]:
+    """A valid form for any catalog item, derived from its field specs (required fields)."""
+    item = catalog().item(item_code)
+    assert item is not None, item_code
+    form: dict[str, Any] = {}
+    for spec in item.fields:
+        if not spec.required:
+            continue
+        match spec.type:
+            case "string" | "text":
+                form[spec.name] = "测试内容"
+            case "integer":
+                form[spec.name] = int(spec.min) if spec.min is not None else 1
+            case "decimal":
+                form[spec.name] = str(spec.min if spec.min is not None else "100.00")
+            case "date":
+                form[spec.name] = "2026-01-15"
+            case "boolean":
+                form[spec.name] = False
+            case "choice":
+                assert spec.choices
+                form[spec.name] = spec.choices[0].value
+    return form
+
+
 def application_body(**overrides: Any) -> dict[str, Any]:
+    item_code = overrides.get("item_code", "medical_assistance")
     body: dict[str, Any] = {
-        "item_code": "medical_assistance",
+        "item_code": item_code,
         "applicant": {"name": "张三", "id_number": resident_id(), "phone": "13812345678"},
         "household": {
             "region_code": "530129",
@@ -30,6 +58,7 @@ def application_body(**overrides: Any) -> dict[str, Any]:
             "category": "marginal",
         },
         "description": "家中老人住院，自付医疗费用3万元，生活困难。",
+        "form": sample_form(item_code) if catalog().item(item_code) else {},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(body.get(key), dict):

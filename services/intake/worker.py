@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.applications.service import apply_case_event
+from services.intake.applications.events import apply_case_event
 from services.intake.models import InboxEvent, OutboxMessage
 from services.intake.settings import IntakeSettings
 from shared.events import EVENTS_STREAM, Envelope

@@ -20,17 +20,29 @@ async def handle_event(session: AsyncSession, envelope: Envelope, stream: str) -
     match envelope.type:
         case EventType.APPLICATION_SUBMITTED:
             await session.execute(_fact_insert(envelope).on_conflict_do_nothing())
-        case EventType.CASE_DECIDED:
+        case EventType.CASE_DECIDED | EventType.APPLICATION_WITHDRAWN:
             # An upsert: with several consumers the decision may be applied before the
-            # submission, and must not be lost.
-            fact = _fact_insert(envelope).values(
-                closed_at=envelope.occurred_at, outcome=envelope.payload["outcome"]
+            # submission, and must not be lost. The first closure wins.
+            outcome = (
+                "withdrawn"
+                if envelope.type == EventType.APPLICATION_WITHDRAWN
+                else envelope.payload["outcome"]
             )
+            fact = _fact_insert(envelope).values(closed_at=envelope.occurred_at, outcome=outcome)
             await session.execute(
                 fact.on_conflict_do_update(
                     index_elements=[ApplicationFact.application_id],
                     set_={"closed_at": fact.excluded.closed_at, "outcome": fact.excluded.outcome},
                     where=ApplicationFact.closed_at.is_(None),
+                )
+            )
+
+        case EventType.APPLICATION_RATED:
+            rated = _fact_insert(envelope).values(rating=int(envelope.payload["score"]))
+            await session.execute(
+                rated.on_conflict_do_update(
+                    index_elements=[ApplicationFact.application_id],
+                    set_={"rating": rated.excluded.rating},
                 )
             )
 

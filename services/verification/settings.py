@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 
 from pydantic import AliasChoices, Field, field_validator
 
@@ -19,6 +20,10 @@ class VerificationSettings(ServiceSettings):
         default_factory=list, validation_alias=AliasChoices("RELIEF_VERIFICATION_DEPARTMENTS")
     )
     access_token_ttl_seconds: int = 8 * 3600
+    object_store_dir: Path | None = None  # default: <RELIEF_HOME>/objects, shared with intake
+
+    def object_store_path(self) -> Path:
+        return self.object_store_dir or self.home / "objects"
 
     @field_validator("departments")
     @classmethod

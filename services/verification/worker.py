@@ -7,18 +7,19 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.cases.service import open_case
+from services.verification.cases.routing import HANDLERS
 from services.verification.models import InboxEvent, OutboxMessage
 from services.verification.settings import VerificationSettings
-from shared.events import Envelope, EventType, route_stream
+from shared.events import Envelope, route_stream
 from shared.runner import run_consumer, run_relay
 
 GROUP = "verification"
 
 
 async def handle_route(session: AsyncSession, envelope: Envelope, stream: str) -> None:
-    if envelope.type == EventType.APPLICATION_SUBMITTED:
-        await open_case(session, envelope)
+    handler = HANDLERS.get(envelope.type)  # type: ignore[call-overload]
+    if handler is not None:
+        await handler(session, envelope)
 
 
 async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None = None) -> None:

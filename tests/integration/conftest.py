@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -94,6 +96,13 @@ async def _running(app: FastAPI, host: str) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def intake(infra: Infra) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _running(create_intake(IntakeSettings()), "intake"):
+        yield client
+
+
+@asynccontextmanager
+async def intake_with(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An intake service with some settings changed (WeChat, limits, sizes...)."""
+    async for client in _running(create_intake(IntakeSettings(**settings)), "intake"):
         yield client
 
 

@@ -36,6 +36,9 @@ async def test_application_walks_from_citizen_to_closure_rate(
     assert case["applicant"]["id_number"].startswith("530***")
     assert "*" in case["applicant"]["phone"]
 
+    case_detail = (await verification.get(f"/api/v1/cases/{case['id']}", headers=clerk)).json()
+    assert case_detail["prescreen"]["level"] == "below_line"  # 6200 < the 8050 line
+    assert case_detail["form"]["hospital_name"]
     claimed = await verification.post(f"/api/v1/cases/{case['id']}/claim", headers=clerk)
     assert claimed.status_code == 200, claimed.text
     decided = await verification.post(

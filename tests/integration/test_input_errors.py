@@ -8,7 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from shared.db import create_engine
+from shared.settings import ServiceSettings
 from tests.factories import application_body
 from tests.integration.conftest import citizen_headers
 
@@ -28,6 +31,15 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
         ({"household": {"region_code": "110105"}}, "household.region_code", "region_invalid"),
         ({"household": {"size": 0}}, "household.size", "greater_than_equal"),
         ({"household": {"category": "rich"}}, "household.category", "enum"),
+        ({"household": {"size": 31}}, "household.size", "less_than_equal"),
+        (
+            {"household": {"annual_income_per_capita": -1}},
+            "household.annual_income_per_capita",
+            "greater_than_equal",
+        ),
+        ({"household": {"address": "村" * 201}}, "household.address", "string_too_long"),
+        ({"applicant": {"name": "张" * 51}}, "applicant.name", "string_too_long"),
+        ({"description": "困" * 2001}, "description", "string_too_long"),
         ({"description": ""}, "description", "string_too_short"),
         ({"surprise": 1}, "surprise", "extra_forbidden"),
     ],
@@ -91,3 +103,58 @@ async def test_health_and_readiness(intake: httpx.AsyncClient) -> None:
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": True, "redis": True}
     assert ready.headers["x-request-id"]
+
+
+async def test_catalog_serves_every_items_form(intake: httpx.AsyncClient) -> None:
+    catalog = (await intake.get("/api/v1/catalog")).json()
+    assert len(catalog["departments"]) == 7
+    assert len(catalog["items"]) == 15
+    medical = next(i for i in catalog["items"] if i["code"] == "medical_assistance")
+    fields = {f["name"]: f for f in medical["form"]}
+    assert fields["hospital_name"]["required"] is True
+    assert CJK.search(fields["hospital_name"]["label"])
+    assert all(item["form"] for item in catalog["items"])
+
+
+async def test_item_form_errors_name_each_field(intake: httpx.AsyncClient) -> None:
+    citizen = await citizen_headers(intake, "openid-form")
+    body = application_body(
+        form={"hospital_name": "", "total_medical_cost": "-5", "favourite_colour": "红"}
+    )
+    body["form"].pop("hospitalized_from")
+    response = await intake.post(
+        "/api/v1/applications", json=body, headers={**citizen, "Idempotency-Key": "form-errs-1"}
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "form_invalid"
+    codes = {d["field"]: d["code"] for d in error["details"]}
+    assert codes["form.hospital_name"] == "form_field_required"
+    assert codes["form.hospitalized_from"] == "form_field_required"
+    assert codes["form.total_medical_cost"] == "form_field_too_small"
+    assert codes["form.favourite_colour"] == "form_field_unknown"
+    assert all(CJK.search(d["message"]) for d in error["details"])
+
+
+async def test_the_prescreen_hint_travels_with_the_application(intake: httpx.AsyncClient) -> None:
+    citizen = await citizen_headers(intake, "openid-prescreen")
+    created = await intake.post(
+        "/api/v1/applications",
+        json=application_body(household={"annual_income_per_capita": "6200.00"}),
+        headers={**citizen, "Idempotency-Key": "prescreen-1"},
+    )
+    assert created.status_code == 201
+    engine = create_engine(ServiceSettings(), application_name="test")
+    try:
+        async with engine.connect() as conn:
+            hint = (
+                await conn.execute(
+                    text("SELECT prescreen FROM intake.applications WHERE id = :id"),
+                    {"id": created.json()["id"]},
+                )
+            ).scalar_one()
+    finally:
+        await engine.dispose()
+    assert hint["below_line"] is True
+    assert hint["level"] == "below_line"
+    assert "监测线" in hint["hint_zh"]

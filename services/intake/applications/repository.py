@@ -6,16 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import ColumnElement, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import (
     Application,
     ApplicationStatus,
+    Attachment,
+    CitizenBinding,
     IdempotencyRecord,
     TimelineEntry,
 )
+from shared.auth import Principal, Role
 
 
 async def claim_idempotency_key(
@@ -86,14 +89,73 @@ def add_timeline(
     )
 
 
-async def get_owned(
-    session: AsyncSession, application_id: uuid.UUID, owner_openid: str
-) -> Application | None:
-    return await session.scalar(
-        select(Application).where(
-            Application.id == application_id, Application.owner_openid == owner_openid
-        )
+def visible_to(principal: Principal) -> ColumnElement[bool]:
+    """Who sees an application: the citizen who submitted it, a citizen bound to the person
+    it is for (name, ID number and phone all match), or the grid worker who entered it."""
+    if principal.role is Role.GRID_WORKER:
+        return Application.submitted_by == principal.subject
+    bound = exists().where(
+        CitizenBinding.openid == principal.subject,
+        CitizenBinding.id_number_hash == Application.id_number_hash,
+        CitizenBinding.phone_hash == Application.phone_hash,
+        CitizenBinding.name == Application.applicant_name,
     )
+    return or_(Application.owner_openid == principal.subject, bound)
+
+
+async def get_visible(
+    session: AsyncSession,
+    application_id: uuid.UUID,
+    principal: Principal,
+    *,
+    for_update: bool = False,
+) -> Application | None:
+    query = select(Application).where(Application.id == application_id, visible_to(principal))
+    if for_update:
+        query = query.with_for_update(of=Application)
+    return await session.scalar(query)
+
+
+async def bind_citizen(
+    session: AsyncSession, openid: str, id_number_hash: str, phone_hash: str, name: str
+) -> None:
+    await session.execute(
+        insert(CitizenBinding)
+        .values(openid=openid, id_number_hash=id_number_hash, phone_hash=phone_hash, name=name)
+        .on_conflict_do_nothing()
+    )
+
+
+async def count_visible(session: AsyncSession, principal: Principal) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(Application).where(visible_to(principal))
+    )
+    return int(count or 0)
+
+
+def add_attachment(session: AsyncSession, attachment: Attachment) -> None:
+    session.add(attachment)
+
+
+async def attachments_of(session: AsyncSession, application_id: uuid.UUID) -> list[Attachment]:
+    return list(
+        (
+            await session.scalars(
+                select(Attachment)
+                .where(Attachment.application_id == application_id)
+                .order_by(Attachment.created_at, Attachment.id)
+            )
+        ).all()
+    )
+
+
+async def count_attachments(session: AsyncSession, application_id: uuid.UUID) -> int:
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Attachment)
+        .where(Attachment.application_id == application_id)
+    )
+    return int(count or 0)
 
 
 async def get_for_update(session: AsyncSession, application_id: uuid.UUID) -> Application | None:
@@ -102,14 +164,14 @@ async def get_for_update(session: AsyncSession, application_id: uuid.UUID) -> Ap
     )
 
 
-async def list_owned(
+async def list_visible(
     session: AsyncSession,
-    owner_openid: str,
+    principal: Principal,
     *,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
 ) -> list[Application]:
-    query = select(Application).where(Application.owner_openid == owner_openid)
+    query = select(Application).where(visible_to(principal))
     if after is not None:
         query = query.where(tuple_(Application.created_at, Application.id) < after)
     query = query.order_by(Application.created_at.desc(), Application.id.desc()).limit(limit)

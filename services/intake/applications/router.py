@@ -3,30 +3,44 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from services.intake.applications import service
+from services.intake.applications import actions, attachments, service
 from services.intake.applications.schemas import (
     ApplicationCreate,
     ApplicationCreated,
     ApplicationDetail,
     ApplicationPage,
+    AttachmentOut,
+    RatingIn,
+    SupplementIn,
+    WithdrawIn,
 )
-from services.intake.auth.dependencies import CurrentCitizen, Settings
+from services.intake.auth.dependencies import (
+    Cipher,
+    ClientIp,
+    CurrentCitizen,
+    Limiter,
+    ObjectStore,
+    Settings,
+)
+from services.intake.auth.repository import active_grid_worker
+from shared.auth import Role
 from shared.db import DbSession
-from shared.errors import InvalidInput
+from shared.errors import Forbidden, InvalidInput
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from shared.pii import cipher_for
 
 router = APIRouter(prefix="/applications", tags=["applications"])
+
+ApplicationId = Annotated[uuid.UUID, "application id"]
 
 
 @router.post(
     "",
     status_code=201,
     response_model=ApplicationCreated,
-    summary="提交救助申请",
+    summary="提交救助申请（本人申报或网格员代报）",
     responses={409: {"description": "同一事项已有正在办理的申请"}},
 )
 async def submit_application(
@@ -34,6 +48,9 @@ async def submit_application(
     principal: CurrentCitizen,
     session: DbSession,
     settings: Settings,
+    cipher: Cipher,
+    limiter: Limiter,
+    client_ip: ClientIp,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="每份新申请一个唯一值；重试时原样带上"),
@@ -43,17 +60,26 @@ async def submit_application(
         raise InvalidInput(
             "请求头缺少 Idempotency-Key（8 到 100 个字符）", code="idempotency_key_required"
         )
+    await limiter.hit(settings.rate_submit_per_user, "submit-user", principal.subject)
+    await limiter.hit(settings.rate_submit_per_ip, "submit-ip", client_ip)
+    grid_worker_name = None
+    if principal.role is Role.GRID_WORKER:
+        worker = await active_grid_worker(session, principal.subject)
+        if worker is None:
+            raise Forbidden("网格员账号已停用", code="grid_worker_inactive")
+        grid_worker_name = worker.name
     status_code, payload = await service.submit(
         session,
         principal=principal,
         body=body,
         idempotency_key=idempotency_key,
-        cipher=cipher_for(settings),
+        cipher=cipher,
+        grid_worker_name=grid_worker_name,
     )
     return JSONResponse(payload, status_code=status_code)
 
 
-@router.get("", summary="我的申请")
+@router.get("", summary="我的申请（含网格员为我代报的）")
 async def list_applications(
     principal: CurrentCitizen,
     session: DbSession,
@@ -68,3 +94,86 @@ async def get_application(
     application_id: uuid.UUID, principal: CurrentCitizen, session: DbSession
 ) -> ApplicationDetail:
     return await service.get_mine(session, principal, application_id)
+
+
+@router.post("/{application_id}/supplements", summary="补充材料（答复工作人员的补充要求）")
+async def supplement(
+    application_id: uuid.UUID, body: SupplementIn, principal: CurrentCitizen, session: DbSession
+) -> ApplicationDetail:
+    await actions.supplement(session, principal, application_id, body)
+    await session.flush()
+    return await service.get_mine(session, principal, application_id)
+
+
+@router.post("/{application_id}/withdraw", summary="撤回申请（作出决定前）")
+async def withdraw(
+    application_id: uuid.UUID, body: WithdrawIn, principal: CurrentCitizen, session: DbSession
+) -> ApplicationDetail:
+    await actions.withdraw(session, principal, application_id, body)
+    await session.flush()
+    return await service.get_mine(session, principal, application_id)
+
+
+@router.post("/{application_id}/rating", summary="评价（好差评，办结后一次）")
+async def rate(
+    application_id: uuid.UUID, body: RatingIn, principal: CurrentCitizen, session: DbSession
+) -> ApplicationDetail:
+    await actions.rate(session, principal, application_id, body)
+    await session.flush()
+    return await service.get_mine(session, principal, application_id)
+
+
+@router.post(
+    "/{application_id}/attachments",
+    status_code=201,
+    summary="上传证明材料（照片或 PDF）",
+    responses={413: {"description": "文件过大"}, 415: {"description": "文件类型不支持"}},
+)
+async def upload_attachment(
+    application_id: uuid.UUID,
+    file: UploadFile,
+    principal: CurrentCitizen,
+    session: DbSession,
+    settings: Settings,
+    limiter: Limiter,
+    store: ObjectStore,
+) -> AttachmentOut:
+    await limiter.hit(settings.rate_upload_per_user, "upload-user", principal.subject)
+    data = await file.read(settings.attachment_max_bytes + 1)
+    return await attachments.add(
+        session,
+        store,
+        principal,
+        application_id,
+        data=data,
+        filename=file.filename,
+        max_bytes=settings.attachment_max_bytes,
+        max_count=settings.attachments_per_application,
+    )
+
+
+@router.get(
+    "/{application_id}/attachments/{attachment_id}",
+    summary="下载证明材料",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "application/pdf": {}}}},
+)
+async def download_attachment(
+    application_id: uuid.UUID,
+    attachment_id: uuid.UUID,
+    principal: CurrentCitizen,
+    session: DbSession,
+    store: ObjectStore,
+) -> Response:
+    attachment, data = await attachments.read(
+        session, store, principal, application_id, attachment_id
+    )
+    return Response(
+        content=data,
+        media_type=attachment.content_type,
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, max-age=3600",
+            "Content-Disposition": "inline",
+        },
+    )

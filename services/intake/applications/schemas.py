@@ -60,6 +60,46 @@ class ApplicationCreate(BaseModel):
     description: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)
     ]
+    form: dict[str, Any] = Field(
+        default_factory=dict, description="该事项申请表的专项内容，字段见 GET /catalog"
+    )
+
+
+class SupplementIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
+    ] = Field(description="对工作人员所提问题的答复")
+    attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=20)
+
+
+class WithdrawIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    score: int = Field(ge=1, le=5, description="1（很不满意）到 5（很满意）")
+    comment: Annotated[str, StringConstraints(strip_whitespace=True, max_length=500)] = ""
+
+
+class BindingIn(BaseModel):
+    """Proves who the WeChat user is, to see applications a grid worker entered for him."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Text50
+    id_number: Annotated[str, Field(max_length=30), AfterValidator(normalize_resident_id)]
+    phone: Annotated[str, Field(max_length=20), AfterValidator(normalize_mobile)]
+
+
+class BindingOut(BaseModel):
+    bound: bool
+    applications: int = Field(description="现在可以查看的、为本人提交的申请数")
 
 
 class ApplicationCreated(BaseModel):
@@ -92,16 +132,29 @@ class ApplicationSummary(BaseModel):
     status: str
     status_label: str
     outcome: str | None
+    submitted_by_role: str = Field(description="citizen（本人申报）或 grid_worker（网格员代报）")
     deadline: datetime
     created_at: datetime
     updated_at: datetime
+
+
+class AttachmentOut(BaseModel):
+    id: uuid.UUID
+    content_type: str
+    size: int
+    filename: str
+    created_at: datetime
 
 
 class ApplicationDetail(ApplicationSummary):
     applicant: ApplicantOut
     household: dict[str, Any]
     description: str
+    form: dict[str, Any]
+    info_request: str | None = Field(description="工作人员要求补充的内容（待补充材料时）")
     decision: dict[str, Any] | None
+    rating: int | None
+    attachments: list[AttachmentOut]
     timeline: list[TimelineEntryOut]
 
 

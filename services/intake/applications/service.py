@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.applications import repository
+from services.intake.applications.prescreen import prescreen
 from services.intake.applications.schemas import (
     ApplicantOut,
     ApplicationCreate,
@@ -19,13 +20,15 @@ from services.intake.applications.schemas import (
     ApplicationDetail,
     ApplicationPage,
     ApplicationSummary,
+    AttachmentOut,
     TimelineEntryOut,
 )
 from services.intake.models import Application, ApplicationStatus, OutboxMessage, Outcome
-from shared.auth import Principal
+from shared.auth import Principal, Role
 from shared.catalog import catalog
-from shared.errors import AppError, Conflict, InvalidInput, NotFound
+from shared.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EVENTS_STREAM, Envelope, EventType, route_stream
+from shared.forms import validate_form
 from shared.outbox import enqueue
 from shared.pagination import decode_keyset, split_page
 from shared.pii import PiiCipher, mask_id_number, mask_phone
@@ -40,14 +43,6 @@ OUTCOME_LABELS = {
     Outcome.APPROVED: "已办结：审核通过",
     Outcome.REJECTED: "已办结：未通过",
     Outcome.WITHDRAWN: "已撤回",
-}
-# Status never moves back: a late or reordered event only adds to the timeline.
-_STATUS_RANK = {
-    ApplicationStatus.SUBMITTED: 0,
-    ApplicationStatus.ACCEPTED: 1,
-    ApplicationStatus.IN_REVIEW: 2,
-    ApplicationStatus.NEEDS_INFO: 2,
-    ApplicationStatus.CLOSED: 9,
 }
 
 
@@ -75,6 +70,7 @@ async def submit(
     body: ApplicationCreate,
     idempotency_key: str,
     cipher: PiiCipher,
+    grid_worker_name: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Returns (HTTP status, body). The same key replays the first answer."""
     owner = principal.subject
@@ -89,42 +85,65 @@ async def submit(
             code="item_unknown",
             details=[{"field": "item_code", "code": "item_unknown", "message": "没有这个救助事项"}],
         )
+    form = validate_form(item, body.form)
+    on_behalf = principal.role is Role.GRID_WORKER
+    if on_behalf and body.household.region_code != principal.region:
+        raise Forbidden("网格员只能为本县（市、区）的群众代报", code="region_out_of_scope")
     id_number_hash = cipher.blind_index(body.applicant.id_number, purpose="id_number")
+    phone_hash = cipher.blind_index(body.applicant.phone, purpose="phone")
     existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
     if existing is not None:
         raise _duplicate(existing)
 
     now = datetime.now(UTC)
+    household = body.household
     application = Application(
         id=uuid.uuid4(),
         item_code=item.code,
         department=item.department,
         status=ApplicationStatus.SUBMITTED,
-        owner_openid=owner,
+        owner_openid=None if on_behalf else owner,
         submitted_by=principal.subject,
         submitted_by_role=principal.role.value,
+        submitted_by_name=grid_worker_name if on_behalf else None,
         applicant_name=body.applicant.name,
         id_number_enc=cipher.encrypt(body.applicant.id_number, purpose="id_number"),
         id_number_hash=id_number_hash,
         phone_enc=cipher.encrypt(body.applicant.phone, purpose="phone"),
+        phone_hash=phone_hash,
         id_number_masked=mask_id_number(body.applicant.id_number),
         phone_masked=mask_phone(body.applicant.phone),
-        region_code=body.household.region_code,
-        household=body.household.model_dump(mode="json"),
-        annual_income_per_capita=body.household.annual_income_per_capita,
+        region_code=household.region_code,
+        household=household.model_dump(mode="json"),
+        annual_income_per_capita=household.annual_income_per_capita,
         description=body.description,
+        form=form,
+        prescreen=prescreen(
+            household.annual_income_per_capita, household.category.value, _local_date(now)
+        ).model_dump(mode="json"),
         deadline=now + timedelta(days=catalog().deadline_days(item)),
         created_at=now,
         updated_at=now,
     )
     repository.add_application(session, application)
+    if not on_behalf:
+        # The citizen applying for himself is that person: he keeps seeing what grid
+        # workers later enter for the same name, ID number and phone.
+        await repository.bind_citizen(
+            session, owner, id_number_hash, phone_hash, body.applicant.name
+        )
+    department = department_name(item.department)
     repository.add_timeline(
         session,
         application.id,
         kind="submitted",
-        title="申请已提交",
+        title="网格员代为提交" if on_behalf else "申请已提交",
         occurred_at=now,
-        detail=f"您申请的「{item.name}」已提交，将转交{_department_name(item.department)}办理。",
+        detail=(
+            f"网格员{grid_worker_name or ''}为您代报「{item.name}」，将转交{department}办理。"
+            if on_behalf
+            else f"您申请的「{item.name}」已提交，将转交{department}办理。"
+        ),
     )
     _announce_submission(session, application, item_name=item.name)
     try:
@@ -166,9 +185,14 @@ async def _replay(
     return record.status_code, record.response_body
 
 
-def _department_name(code: str) -> str:
+def department_name(code: str) -> str:
     department = catalog().department(code)
     return department.full_name if department else code
+
+
+def _local_date(moment: datetime) -> date:
+    """The province's calendar date (UTC+8) of a moment: which year's monitoring line applies."""
+    return (moment + timedelta(hours=8)).date()
 
 
 def _announce_submission(
@@ -188,6 +212,7 @@ def _announce_submission(
             "deadline": application.deadline.isoformat(),
             "submitted_at": application.created_at.isoformat(),
             "submitted_by_role": application.submitted_by_role,
+            "submitted_by_name": application.submitted_by_name,
             "applicant": {
                 "name": application.applicant_name,
                 "id_number_enc": application.id_number_enc,
@@ -197,6 +222,8 @@ def _announce_submission(
             },
             "household": application.household,
             "description": application.description,
+            "form": application.form,
+            "prescreen": application.prescreen,
         },
     )
     enqueue(session, OutboxMessage, route_stream(application.department), route)
@@ -229,6 +256,7 @@ def _summary(application: Application) -> ApplicationSummary:
         status=application.status,
         status_label=status_label(application.status, application.outcome),
         outcome=application.outcome,
+        submitted_by_role=application.submitted_by_role,
         deadline=application.deadline,
         created_at=application.created_at,
         updated_at=application.updated_at,
@@ -238,21 +266,35 @@ def _summary(application: Application) -> ApplicationSummary:
 async def list_mine(
     session: AsyncSession, principal: Principal, *, limit: int, cursor: str | None
 ) -> ApplicationPage:
-    rows = await repository.list_owned(
-        session, principal.subject, limit=limit + 1, after=decode_keyset(cursor)
+    rows = await repository.list_visible(
+        session, principal, limit=limit + 1, after=decode_keyset(cursor)
     )
     page, next_cursor = split_page(rows, limit, lambda a: (a.created_at, a.id))
     return ApplicationPage(items=[_summary(a) for a in page], next_cursor=next_cursor)
 
 
-async def get_mine(
-    session: AsyncSession, principal: Principal, application_id: uuid.UUID
-) -> ApplicationDetail:
-    application = await repository.get_owned(session, application_id, principal.subject)
+async def get_visible(
+    session: AsyncSession,
+    principal: Principal,
+    application_id: uuid.UUID,
+    *,
+    for_update: bool = False,
+) -> Application:
+    application = await repository.get_visible(
+        session, application_id, principal, for_update=for_update
+    )
     if application is None:
         # Someone else's application is "not found", never "forbidden": no existence leak.
         raise NotFound("找不到这份申请")
+    return application
+
+
+async def get_mine(
+    session: AsyncSession, principal: Principal, application_id: uuid.UUID
+) -> ApplicationDetail:
+    application = await get_visible(session, principal, application_id)
     entries = await repository.timeline(session, application.id)
+    attachments = await repository.attachments_of(session, application.id)
     return ApplicationDetail(
         **_summary(application).model_dump(),
         applicant=ApplicantOut(
@@ -262,61 +304,24 @@ async def get_mine(
         ),
         household=application.household,
         description=application.description,
+        form=application.form,
+        info_request=application.info_request
+        if application.status == ApplicationStatus.NEEDS_INFO
+        else None,
         decision=application.decision,
+        rating=application.rating,
+        attachments=[
+            AttachmentOut(
+                id=a.id,
+                content_type=a.content_type,
+                size=a.size,
+                filename=a.filename,
+                created_at=a.created_at,
+            )
+            for a in attachments
+        ],
         timeline=[
             TimelineEntryOut(kind=e.kind, title=e.title, detail=e.detail, occurred_at=e.occurred_at)
             for e in entries
         ],
-    )
-
-
-async def apply_case_event(session: AsyncSession, envelope: Envelope) -> None:
-    """Follow what the department did, in the citizen's words."""
-    application = await repository.get_for_update(session, envelope.application_id)
-    if application is None:
-        return
-    payload = envelope.payload
-    department = _department_name(envelope.department)
-    new_status: ApplicationStatus | None = None
-    match envelope.type:
-        case EventType.CASE_OPENED:
-            new_status = ApplicationStatus.ACCEPTED
-            application.case_id = uuid.UUID(payload["case_id"])
-            application.routed_at = application.routed_at or envelope.occurred_at
-            title, detail = "已受理", f"{department}已受理您的申请，将在办理时限内完成核实。"
-        case EventType.CASE_CLAIMED:
-            new_status = ApplicationStatus.IN_REVIEW
-            title, detail = "审核中", f"{department}工作人员已开始核实您的申请。"
-        case EventType.CASE_DECIDED:
-            new_status = ApplicationStatus.CLOSED
-            approved = payload.get("outcome") == Outcome.APPROVED
-            title = "审核通过" if approved else "未通过审核"
-            detail = (
-                f"{department}已批准您的申请。"
-                if approved
-                else f"{department}未批准您的申请。原因：{payload.get('reason') or '未说明'}"
-            )
-        case _:
-            return
-    current = ApplicationStatus(application.status)
-    if current != ApplicationStatus.CLOSED and _STATUS_RANK[new_status] >= _STATUS_RANK[current]:
-        application.status = new_status
-        if new_status == ApplicationStatus.CLOSED:
-            application.outcome = payload.get("outcome")
-            application.closed_at = envelope.occurred_at
-            application.decision = {
-                "outcome": payload.get("outcome"),
-                "reason": payload.get("reason"),
-                "measures": payload.get("measures", []),
-                "decided_at": envelope.occurred_at.isoformat(),
-            }
-        application.updated_at = datetime.now(UTC)
-    repository.add_timeline(
-        session,
-        application.id,
-        kind=envelope.type,
-        title=title,
-        detail=detail,
-        occurred_at=envelope.occurred_at,
-        source_event_id=envelope.event_id,
     )

@@ -7,6 +7,9 @@ from fastapi import Depends, Header, Request
 from services.intake.settings import IntakeSettings
 from shared.auth import Audience, Principal, Role, bearer_token, decode_token
 from shared.errors import Forbidden
+from shared.objectstore import DirectoryObjectStore
+from shared.pii import PiiCipher, cipher_for
+from shared.ratelimit import RateLimiter
 
 
 def _settings(request: Request) -> IntakeSettings:
@@ -15,6 +18,40 @@ def _settings(request: Request) -> IntakeSettings:
 
 
 Settings = Annotated[IntakeSettings, Depends(_settings)]
+
+
+def _cipher(settings: Settings) -> PiiCipher:
+    return cipher_for(settings)
+
+
+Cipher = Annotated[PiiCipher, Depends(_cipher)]
+
+
+def _rate_limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+Limiter = Annotated[RateLimiter, Depends(_rate_limiter)]
+
+
+def _object_store(request: Request) -> DirectoryObjectStore:
+    store: DirectoryObjectStore = request.app.state.object_store
+    return store
+
+
+ObjectStore = Annotated[DirectoryObjectStore, Depends(_object_store)]
+
+
+def _client_ip(request: Request, settings: Settings) -> str:
+    if settings.trust_forwarded_for:
+        forwarded = request.headers.get("x-forwarded-for")
+        if forwarded:
+            return forwarded.split(",")[0].strip()[:64]
+    return request.client.host if request.client else "unknown"
+
+
+ClientIp = Annotated[str, Depends(_client_ip)]
 
 
 def _current_citizen(
@@ -27,3 +64,4 @@ def _current_citizen(
 
 
 CurrentCitizen = Annotated[Principal, Depends(_current_citizen)]
+"""A citizen or a grid worker (who acts for citizens)."""

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from shared.catalog import catalog
+from shared.forms import form_schema
 
 router = APIRouter(tags=["catalog"])
 
@@ -20,6 +24,7 @@ class ItemOut(BaseModel):
     department: str
     deadline_days: int
     stages: list[str]
+    form: list[dict[str, Any]] = Field(description="申请表专项内容：小程序据此渲染表单")
 
 
 class CatalogOut(BaseModel):
@@ -28,6 +33,7 @@ class CatalogOut(BaseModel):
     items: list[ItemOut]
 
 
+@cache
 def _catalog_out() -> CatalogOut:
     current = catalog()
     return CatalogOut(
@@ -40,6 +46,7 @@ def _catalog_out() -> CatalogOut:
                 department=i.department,
                 deadline_days=current.deadline_days(i),
                 stages=[s.value for s in i.stages],
+                form=form_schema(i),
             )
             for i in current.items
         ],

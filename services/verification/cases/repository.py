@@ -9,9 +9,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.models import Case, CaseStatus, CaseTransition, StaffUser
+from services.verification.models import (
+    Case,
+    CaseAttachment,
+    CaseStatus,
+    CaseTransition,
+    StaffUser,
+)
 from shared.auth import Role
 
 _S = TypeVar("_S", bound=Select[Any])
@@ -56,6 +63,48 @@ def add(session: AsyncSession, case: Case) -> None:
 
 def add_transition(session: AsyncSession, transition: CaseTransition) -> None:
     session.add(transition)
+
+
+async def active_for_application(session: AsyncSession, application_id: uuid.UUID) -> Case | None:
+    """The application's case that is still being worked (after a transfer, the new one)."""
+    return await session.scalar(
+        select(Case)
+        .where(
+            Case.application_id == application_id,
+            Case.status.not_in([CaseStatus.DECIDED, CaseStatus.TRANSFERRED]),
+        )
+        .order_by(Case.created_at.desc())
+        .limit(1)
+        .with_for_update()
+    )
+
+
+async def add_attachment(session: AsyncSession, attachment: CaseAttachment) -> None:
+    await session.execute(
+        insert(CaseAttachment)
+        .values(
+            id=attachment.id,
+            application_id=attachment.application_id,
+            sha256=attachment.sha256,
+            content_type=attachment.content_type,
+            size=attachment.size,
+            filename=attachment.filename,
+            added_at=attachment.added_at,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def attachments_of(session: AsyncSession, application_id: uuid.UUID) -> list[CaseAttachment]:
+    return list(
+        (
+            await session.scalars(
+                select(CaseAttachment)
+                .where(CaseAttachment.application_id == application_id)
+                .order_by(CaseAttachment.added_at, CaseAttachment.id)
+            )
+        ).all()
+    )
 
 
 async def get_in_scope(

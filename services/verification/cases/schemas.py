@@ -68,9 +68,31 @@ class CaseSummary(BaseModel):
     overdue: bool
 
 
+class RequestInfoIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)
+    ] = Field(description="请群众补充什么（群众可以看懂的话）")
+
+
+class CaseAttachmentOut(BaseModel):
+    id: uuid.UUID
+    content_type: str
+    size: int
+    filename: str
+    added_at: datetime
+
+
 class CaseDetail(CaseSummary):
     household: dict[str, Any]
     description: str
+    form: dict[str, Any]
+    prescreen: dict[str, Any] | None = Field(description="监测线预筛提示（仅供参考）")
+    submitted_by_role: str
+    info_request: str | None
+    info_requested_at: datetime | None
+    attachments: list[CaseAttachmentOut]
     outcome: str | None
     decision_reason: str | None
     measures: list[dict[str, Any]] | None

@@ -12,14 +12,17 @@ from services.verification.cases import repository
 from services.verification.cases.repository import Scope
 from services.verification.cases.schemas import (
     ApplicantMasked,
+    CaseAttachmentOut,
     CaseDetail,
     CasePage,
     CaseSummary,
     DecideIn,
+    RequestInfoIn,
 )
 from services.verification.models import (
     ENDED_STATUSES,
     Case,
+    CaseAttachment,
     CaseStatus,
     CaseTransition,
     OutboxMessage,
@@ -44,21 +47,23 @@ STATUS_LABELS = {
 }
 
 
-def _now() -> datetime:
+def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def _record(
+def record(
     session: AsyncSession,
     case: Case,
     *,
     to_status: str,
     from_status: str | None,
     actor: StaffUser | None,
+    actor_role: str | None = None,
     reason: str | None = None,
     data: dict[str, Any] | None = None,
     at: datetime,
 ) -> None:
+    """Append to the case's audit trail: who, when, from what to what, and why."""
     repository.add_transition(
         session,
         CaseTransition(
@@ -66,7 +71,7 @@ def _record(
             from_status=from_status,
             to_status=to_status,
             actor_id=actor.id if actor else None,
-            actor_role=actor.role if actor else "system",
+            actor_role=actor.role if actor else (actor_role or "system"),
             reason=reason,
             data=data,
             occurred_at=at,
@@ -74,7 +79,7 @@ def _record(
     )
 
 
-def _announce(
+def announce(
     session: AsyncSession, case: Case, event_type: EventType, payload: dict[str, Any], at: datetime
 ) -> None:
     enqueue(
@@ -89,47 +94,6 @@ def _announce(
             payload={"case_id": str(case.id), **payload},
         ),
     )
-
-
-async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
-    """Open the case for a routed application; a redelivered route message opens nothing new."""
-    existing = await repository.by_route_event(session, envelope.event_id)
-    if existing is not None:
-        return existing
-    payload = envelope.payload
-    applicant = payload["applicant"]
-    now = _now()
-    case = Case(
-        id=uuid.uuid4(),
-        application_id=envelope.application_id,
-        route_event_id=envelope.event_id,
-        department=envelope.department,
-        item_code=payload["item_code"],
-        region_code=payload["region_code"],
-        status=CaseStatus.OPEN,
-        applicant_name=applicant["name"],
-        id_number_enc=applicant["id_number_enc"],
-        phone_enc=applicant["phone_enc"],
-        id_number_masked=applicant["id_number_masked"],
-        phone_masked=applicant["phone_masked"],
-        household=payload["household"],
-        description=payload["description"],
-        submitted_at=datetime.fromisoformat(payload["submitted_at"]),
-        deadline=datetime.fromisoformat(payload["deadline"]),
-        created_at=now,
-        updated_at=now,
-    )
-    repository.add(session, case)
-    await session.flush()
-    _record(session, case, to_status=CaseStatus.OPEN, from_status=None, actor=None, at=now)
-    _announce(
-        session,
-        case,
-        EventType.CASE_OPENED,
-        {"item_code": case.item_code, "region_code": case.region_code},
-        now,
-    )
-    return case
 
 
 def _summary_fields(case: Case, now: datetime) -> dict[str, Any]:
@@ -157,11 +121,27 @@ def _summary_fields(case: Case, now: datetime) -> dict[str, Any]:
     }
 
 
-def detail(case: Case) -> CaseDetail:
+async def detail(session: AsyncSession, case: Case) -> CaseDetail:
+    attachments = await repository.attachments_of(session, case.application_id)
     return CaseDetail(
-        **_summary_fields(case, _now()),
+        **_summary_fields(case, now_utc()),
         household=case.household,
         description=case.description,
+        form=case.form,
+        prescreen=case.prescreen,
+        submitted_by_role=case.submitted_by_role,
+        info_request=case.info_request,
+        info_requested_at=case.info_requested_at,
+        attachments=[
+            CaseAttachmentOut(
+                id=a.id,
+                content_type=a.content_type,
+                size=a.size,
+                filename=a.filename,
+                added_at=a.added_at,
+            )
+            for a in attachments
+        ],
         outcome=case.outcome,
         decision_reason=case.decision_reason,
         measures=case.measures,
@@ -183,7 +163,7 @@ async def list_cases(
         unknown = set(statuses) - {s.value for s in CaseStatus}
         if unknown:
             raise InvalidInput("状态参数无效", code="status_invalid", details=sorted(unknown))
-    now = _now()
+    now = now_utc()
     rows = await repository.list_in_scope(
         session,
         Scope.of(user),
@@ -209,29 +189,67 @@ async def get_case(
 
 
 async def claim(session: AsyncSession, user: StaffUser, case_id: uuid.UUID) -> Case:
-    now = _now()
+    now = now_utc()
     case = await repository.claim(session, Scope.of(user), case_id, user.id, now)
     if case is None:
         current = await get_case(session, user, case_id)  # 404 when out of scope
         raise Conflict(
             "该案件已被认领或已办结", code="case_not_open", details={"status": current.status}
         )
-    _record(
+    record(
         session, case, to_status=CaseStatus.CLAIMED, from_status=CaseStatus.OPEN, actor=user, at=now
     )
-    _announce(session, case, EventType.CASE_CLAIMED, {"assignee_id": str(user.id)}, now)
+    announce(session, case, EventType.CASE_CLAIMED, {"assignee_id": str(user.id)}, now)
     return case
+
+
+def _require_assignee(case: Case, user: StaffUser) -> None:
+    if case.status in ENDED_STATUSES or case.status == CaseStatus.OPEN:
+        raise Conflict("只能办理已认领、尚未办结的案件", code="case_not_in_progress")
+    if case.assignee_id != user.id:
+        raise Forbidden("该案件由其他工作人员办理", code="not_assignee")
+
+
+async def request_info(
+    session: AsyncSession, user: StaffUser, case_id: uuid.UUID, body: RequestInfoIn
+) -> Case:
+    case = await get_case(session, user, case_id, for_update=True)
+    _require_assignee(case, user)
+    if case.info_requested_at is not None:
+        raise Conflict("已在等待群众补充材料", code="info_already_requested")
+    now = now_utc()
+    case.info_requested_at = now
+    case.info_request = body.message
+    case.updated_at = now
+    record(
+        session,
+        case,
+        to_status=case.status,
+        from_status=case.status,
+        actor=user,
+        reason=f"要求补充材料：{body.message}",
+        at=now,
+    )
+    announce(session, case, EventType.CASE_INFO_REQUESTED, {"message": body.message}, now)
+    return case
+
+
+async def attachment(
+    session: AsyncSession, user: StaffUser, case_id: uuid.UUID, attachment_id: uuid.UUID
+) -> CaseAttachment:
+    case = await get_case(session, user, case_id)
+    for item in await repository.attachments_of(session, case.application_id):
+        if item.id == attachment_id:
+            return item
+    raise NotFound("找不到该附件")
 
 
 async def decide(
     session: AsyncSession, user: StaffUser, case_id: uuid.UUID, body: DecideIn
 ) -> Case:
     case = await get_case(session, user, case_id, for_update=True)
-    if case.status in ENDED_STATUSES or case.status == CaseStatus.OPEN:
-        raise Conflict("只能对已认领、尚未办结的案件作出决定", code="case_not_decidable")
-    if case.assignee_id != user.id:
-        raise Forbidden("该案件由其他工作人员办理", code="not_assignee")
-    now = _now()
+    _require_assignee(case, user)
+    now = now_utc()
     previous = case.status
     measures = [m.model_dump(mode="json") for m in body.measures]
     case.status = CaseStatus.DECIDED
@@ -240,7 +258,7 @@ async def decide(
     case.measures = measures
     case.decided_at = now
     case.updated_at = now
-    _record(
+    record(
         session,
         case,
         to_status=CaseStatus.DECIDED,
@@ -250,7 +268,7 @@ async def decide(
         data={"outcome": body.outcome, "measures": measures},
         at=now,
     )
-    _announce(
+    announce(
         session,
         case,
         EventType.CASE_DECIDED,

@@ -88,6 +88,13 @@ class Case(UUIDPrimaryKey, Timestamps, Base):
     phone_masked: Mapped[str] = mapped_column(String(20))
     household: Mapped[dict[str, Any]] = mapped_column(JSONB)
     description: Mapped[str] = mapped_column(Text)
+    form: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    # Intake's monitoring-line pre-screen: a hint, never a decision.
+    prescreen: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    submitted_by_role: Mapped[str] = mapped_column(String(20), server_default="citizen")
+    # While the citizen is asked for information (needs_info on his side).
+    info_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    info_request: Mapped[str | None] = mapped_column(Text)
 
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -95,6 +102,20 @@ class Case(UUIDPrimaryKey, Timestamps, Base):
     outcome: Mapped[str | None] = mapped_column(String(20))
     decision_reason: Mapped[str | None] = mapped_column(Text)
     measures: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+
+
+class CaseAttachment(Base):
+    """Evidence the applicant uploaded; the bytes are in the shared object store."""
+
+    __tablename__ = "case_attachments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # intake's attachment id
+    application_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content_type: Mapped[str] = mapped_column(String(50))
+    size: Mapped[int] = mapped_column(Integer)
+    filename: Mapped[str] = mapped_column(String(200))
+    added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class CaseTransition(Base):
