@@ -15,10 +15,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
@@ -177,6 +177,39 @@ def relay(service: ServiceName) -> None:
             asyncio.run(relay_verification(verification_settings()))
 
 
+def _read_password(password_stdin: bool) -> str:
+    # Never an option value: it would sit in the shell history and in `ps` for everyone.
+    if not password_stdin:
+        raise typer.BadParameter("pass the password on standard input with --password-stdin")
+    return sys.stdin.readline().rstrip("\n")
+
+
+_T = TypeVar("_T")
+
+
+def _run_accounts(action: Callable[[Any], Awaitable[_T]]) -> _T:
+    """Run `action` on one verification-database transaction; a refusal (an AppError) is
+    printed on stderr and exits with status 2."""
+    from shared.errors import AppError
+
+    async def run() -> _T:
+        async with _verification_session() as session:
+            return await action(session)
+
+    with infrastructure():
+        try:
+            return asyncio.run(run())
+        except AppError as exc:
+            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+            raise typer.Exit(2) from exc
+
+
+UsernameOption = Annotated[str, typer.Option(help="the staff account's username")]
+PasswordStdin = Annotated[
+    bool, typer.Option("--password-stdin", help="Read the password from standard input")
+]
+
+
 @users_app.command("create")
 def users_create(
     username: Annotated[str, typer.Option()],
@@ -184,42 +217,102 @@ def users_create(
     region: Annotated[str, typer.Option(help="county code (clerk), prefecture (supervisor)")],
     department: Annotated[str | None, typer.Option(help="department code")] = None,
     display_name: Annotated[str | None, typer.Option()] = None,
-    password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input")
-    ] = False,
+    password_stdin: PasswordStdin = False,
 ) -> None:
     """Create a staff account."""
     from services.verification.accounts.service import create_user
     from shared.auth import Role
-    from shared.errors import AppError
 
-    if not password_stdin:
-        raise typer.BadParameter("pass the password on standard input with --password-stdin")
-    password = sys.stdin.readline().rstrip("\n")
+    password = _read_password(password_stdin)
     try:
         role_value = Role(role)
     except ValueError as exc:
         raise typer.BadParameter("role must be clerk, supervisor or admin") from exc
 
-    async def create() -> None:
-        async with _verification_session() as session:
-            await create_user(
-                session,
-                username=username,
-                password=password,
-                role=role_value,
-                department=department,
-                region_code=region,
-                display_name=display_name,
-            )
+    async def create(session: Any) -> None:
+        await create_user(
+            session,
+            username=username,
+            password=password,
+            role=role_value,
+            department=department,
+            region_code=region,
+            display_name=display_name,
+        )
 
-    with infrastructure():
-        try:
-            asyncio.run(create())
-        except AppError as exc:
-            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
-            raise typer.Exit(2) from exc
+    _run_accounts(create)
     typer.echo(f"created {role} {username}")
+
+
+@users_app.command("disable")
+def users_disable(username: UsernameOption) -> None:
+    """Disable a staff account: login is refused and its tokens stop working at once."""
+    from services.verification.accounts.service import disable_user
+
+    async def disable(session: Any) -> None:
+        await disable_user(session, username)
+
+    _run_accounts(disable)
+    typer.echo(f"disabled {username}")
+
+
+@users_app.command("enable")
+def users_enable(username: UsernameOption) -> None:
+    """Enable a disabled staff account (he logs in again; old tokens stay revoked)."""
+    from services.verification.accounts.service import enable_user
+
+    async def enable(session: Any) -> None:
+        await enable_user(session, username)
+
+    _run_accounts(enable)
+    typer.echo(f"enabled {username}")
+
+
+@users_app.command("reset-password")
+def users_reset_password(username: UsernameOption, password_stdin: PasswordStdin = False) -> None:
+    """Set a new password, lift a lockout and revoke the account's tokens."""
+    from services.verification.accounts.service import reset_password
+
+    password = _read_password(password_stdin)
+
+    async def reset(session: Any) -> None:
+        await reset_password(session, username, password)
+
+    _run_accounts(reset)
+    typer.echo(f"password reset for {username}")
+
+
+@users_app.command("list")
+def users_list() -> None:
+    """Every staff account: username, role, department, region and whether it can log in."""
+    from services.verification.accounts.schemas import UserOut
+    from services.verification.accounts.service import list_users
+    from shared.pagination import MAX_LIMIT
+
+    async def collect(session: Any) -> list[UserOut]:
+        users: list[UserOut] = []
+        cursor: str | None = None
+        while True:
+            page = await list_users(session, limit=MAX_LIMIT, cursor=cursor)
+            users += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                return users
+
+    users = _run_accounts(collect)
+    width = max([len("username"), *(len(u.username) for u in users)])
+    typer.echo(f"{'username':<{width}}  {'role':<10}  {'dept':<8}  {'region':<6}  status")
+    for user in users:
+        if user.disabled:
+            status = "disabled"
+        elif user.locked_until is not None:
+            status = f"locked until {user.locked_until.isoformat(timespec='seconds')}"
+        else:
+            status = "active"
+        typer.echo(
+            f"{user.username:<{width}}  {user.role:<10}  {user.department or '-':<8}  "
+            f"{user.region_code:<6}  {status}"
+        )
 
 
 @grid_app.command("add")

@@ -32,6 +32,8 @@ class EventType(enum.StrEnum):
     CASE_STAGE_PASSED = "case.stage_passed"
     CASE_DECIDED = "case.decided"
     CASE_OVERDUE = "case.overdue"
+    CASE_ASSIGNED = "case.assigned"
+    CASE_DEADLINE_CHANGED = "case.deadline_changed"
 
 
 class Envelope(BaseModel):

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import structlog
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_sessionmaker, plain_url
-from shared.lifecycle import stop_on_signals
+from shared.lifecycle import sleep_or_stop, stop_on_signals
 from shared.logging import configure_logging
 from shared.outbox import InboxMixin, OutboxMixin, OutboxRelay
 from shared.redis import create_redis
 from shared.settings import ServiceSettings
 from shared.streams import Handler, StreamConsumer
+
+log = structlog.get_logger(__name__)
 
 
 def consumer_name(service: str, settings: ServiceSettings) -> str:
@@ -61,7 +64,9 @@ async def run_consumer(
     inbox_model: type[InboxMixin],
     handler: Handler,
     stop: asyncio.Event | None = None,
+    periodic: Sequence[Periodic] = (),
 ) -> None:
+    """The consumer, and beside it any periodic jobs (every `seconds`, until stopped)."""
     async with _process(settings, service, "worker", stop) as process:
         consumer = StreamConsumer(
             redis=process.redis,
@@ -74,7 +79,35 @@ async def run_consumer(
             claim_idle_ms=settings.consumer_claim_idle_ms,
             max_deliveries=settings.consumer_max_deliveries,
         )
-        await consumer.run(process.stop)
+        jobs = [
+            asyncio.create_task(_every(job.seconds, job.run, process.sessionmaker, process.stop))
+            for job in periodic
+        ]
+        try:
+            await consumer.run(process.stop)
+        finally:
+            process.stop.set()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Periodic:
+    seconds: float
+    run: Callable[[async_sessionmaker[AsyncSession]], Awaitable[object]]
+
+
+async def _every(
+    seconds: float,
+    job: Callable[[async_sessionmaker[AsyncSession]], Awaitable[object]],
+    sessionmaker: async_sessionmaker[AsyncSession],
+    stop: asyncio.Event,
+) -> None:
+    while not stop.is_set():
+        try:
+            await job(sessionmaker)
+        except Exception as exc:  # a failed sweep is retried on the next tick
+            log.warning("periodic_job_failed", job=getattr(job, "__name__", "?"), error=repr(exc))
+        await sleep_or_stop(stop, seconds)
 
 
 async def run_relay(

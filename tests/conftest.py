@@ -3,6 +3,7 @@ default, or the servers named by RELIEF_TEST_DATABASE_URL / RELIEF_TEST_REDIS_UR
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,15 @@ class Infra:
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
+    # Test sessions on one checkout share the embedded servers and recreate the database:
+    # let them run one after another instead of wiping each other's data.
+    TEST_HOME.mkdir(parents=True, exist_ok=True)
+    with (TEST_HOME / "session.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield from _provide()
+
+
+def _provide() -> Iterator[Infra]:
     infrastructure = provide(
         TEST_HOME,
         database_url=os.environ.get("RELIEF_TEST_DATABASE_URL"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +38,21 @@ async def handle_event(session: AsyncSession, envelope: Envelope, stream: str) -
                 )
             )
 
+        case EventType.CASE_TRANSFERRED:
+            await session.execute(
+                update(ApplicationFact)
+                .where(ApplicationFact.application_id == envelope.application_id)
+                .values(
+                    department=envelope.payload["to_department"],
+                    item_code=envelope.payload["to_item_code"],
+                )
+            )
+        case EventType.CASE_DEADLINE_CHANGED:
+            await session.execute(
+                update(ApplicationFact)
+                .where(ApplicationFact.application_id == envelope.application_id)
+                .values(deadline=datetime.fromisoformat(envelope.payload["deadline"]))
+            )
         case EventType.APPLICATION_RATED:
             rated = _fact_insert(envelope).values(rating=int(envelope.payload["score"]))
             await session.execute(

@@ -20,6 +20,8 @@ class VerificationSettings(ServiceSettings):
         default_factory=list, validation_alias=AliasChoices("RELIEF_VERIFICATION_DEPARTMENTS")
     )
     access_token_ttl_seconds: int = 8 * 3600
+    # How often the worker looks for cases that went past their deadline.
+    overdue_sweep_seconds: float = Field(default=60.0, gt=0)
     object_store_dir: Path | None = None  # default: <RELIEF_HOME>/objects, shared with intake
 
     def object_store_path(self) -> Path:

@@ -7,11 +7,12 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.verification.cases.deadlines import announce_overdue
 from services.verification.cases.routing import HANDLERS
 from services.verification.models import InboxEvent, OutboxMessage
 from services.verification.settings import VerificationSettings
 from shared.events import Envelope, route_stream
-from shared.runner import run_consumer, run_relay
+from shared.runner import Periodic, run_consumer, run_relay
 
 GROUP = "verification"
 
@@ -31,6 +32,7 @@ async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None 
         inbox_model=InboxEvent,
         handler=handle_route,
         stop=stop,
+        periodic=[Periodic(settings.overdue_sweep_seconds, announce_overdue)],
     )
 
 

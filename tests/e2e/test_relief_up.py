@@ -69,7 +69,15 @@ def test_happy_path_across_processes_and_clean_sigterm(
             return [c for c in items if c["application_id"] == application_id]
 
         case_id = wait_for(queued)[0]["id"]  # type: ignore[index]
-        assert http.post(f"{verification}/api/v1/cases/{case_id}/claim", headers=clerk).is_success
+        case_url = f"{verification}/api/v1/cases/{case_id}"
+        assert http.post(f"{case_url}/claim", headers=clerk).is_success
+        # 医疗救助: 实地调查 -> 乡镇审核 -> 县级确定
+        assert http.post(f"{case_url}/advance", headers=clerk, json={}).is_success
+        field_check = {"visited_on": "2026-11-01", "findings": "属实", "household_confirmed": True}
+        assert http.post(f"{case_url}/field-check", headers=clerk, json=field_check).is_success
+        for expected in ("township_audit", "county_decision"):
+            advanced = http.post(f"{case_url}/advance", headers=clerk, json={})
+            assert advanced.json()["status"] == expected, advanced.text
         decided = http.post(
             f"{verification}/api/v1/cases/{case_id}/decide", headers=clerk, json=APPROVAL
         )
@@ -83,11 +91,9 @@ def test_happy_path_across_processes_and_clean_sigterm(
 
         detail = wait_for(closed)
         assert detail["outcome"] == "approved"  # type: ignore[index]
-        assert [e["kind"] for e in detail["timeline"]] == [  # type: ignore[index]
-            "submitted",
-            "case.opened",
-            "case.claimed",
-            "case.decided",
+        kinds = [e["kind"] for e in detail["timeline"]]  # type: ignore[index]
+        assert kinds == ["submitted", "case.opened", "case.claimed"] + ["case.stage_passed"] * 3 + [
+            "case.decided"
         ]
 
         def counted() -> dict[str, object] | None:

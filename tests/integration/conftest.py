@@ -214,3 +214,53 @@ async def submit(
         json=application_body(**overrides),
         headers={**headers, "Idempotency-Key": f"test-{uuid.uuid4()}"},
     )
+
+
+FIELD_CHECK = {
+    "visited_on": "2026-11-01",
+    "findings": "入户核实，家庭成员与申报一致，住院发票属实。",
+    "household_confirmed": True,
+}
+
+
+async def end_public_notice(sessionmaker: async_sessionmaker[AsyncSession], case_id: str) -> None:
+    """Let the public notice period run out (time travel for tests)."""
+    async with unit_of_work(sessionmaker) as session:
+        await session.execute(
+            text(
+                "UPDATE verification.cases SET notice_ends_at = now() - interval '1 second' "
+                "WHERE id = :id"
+            ),
+            {"id": case_id},
+        )
+
+
+async def work_to_last_stage(
+    verification: httpx.AsyncClient,
+    clerk: dict[str, str],
+    case_id: str,
+    sessionmaker: async_sessionmaker[AsyncSession] | None = None,
+) -> list[str]:
+    """Pass every stage of the item's procedure up to the last one, where a decision is due.
+    Returns the statuses the case went through."""
+    url = f"/api/v1/cases/{case_id}"
+    seen = []
+    while True:
+        detail = (await verification.get(url, headers=clerk)).json()
+        seen.append(detail["status"])
+        if detail["status"] == "field_check" and detail["field_check"] is None:
+            checked = await verification.post(f"{url}/field-check", headers=clerk, json=FIELD_CHECK)
+            assert checked.status_code == 200, checked.text
+        if detail["status"] == "village_review":
+            assert sessionmaker is not None, "a public notice needs the sessionmaker to end it"
+            await end_public_notice(sessionmaker, case_id)
+        if detail["stages"][-1]["status"] == detail["status"]:
+            return seen
+        advanced = await verification.post(f"{url}/advance", headers=clerk, json={})
+        assert advanced.status_code == 200, advanced.text
+
+
+async def stream_entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
+    """XRANGE with the types decode_responses=True really gives (str ids and fields)."""
+    result: Any = await redis.xrange(stream)
+    return list(result)

@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     intake_with,
     staff_headers,
     submit,
+    work_to_last_stage,
 )
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
@@ -112,6 +113,7 @@ async def test_withdraw_before_decision_only(
     app_id, case_id, clerk = await _open_case(
         intake, verification, pipeline, sessionmaker, other, clerk_name="medins-2"
     )
+    await work_to_last_stage(verification, clerk, case_id)
     await verification.post(f"/api/v1/cases/{case_id}/decide", headers=clerk, json=APPROVAL)
     await pipeline.drain()
     refused = await intake.post(f"/api/v1/applications/{app_id}/withdraw", headers=other, json={})
@@ -133,6 +135,7 @@ async def test_rating_once_after_closure(
     )
     assert early.status_code == 409
     assert early.json()["error"]["code"] == "not_closed"
+    await work_to_last_stage(verification, clerk, case_id)
     await verification.post(f"/api/v1/cases/{case_id}/decide", headers=clerk, json=APPROVAL)
     await pipeline.drain()
 

@@ -10,7 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.auth import Role
 from tests.factories import APPROVAL, application_body, resident_id
-from tests.integration.conftest import Pipeline, citizen_headers, staff_headers, submit
+from tests.integration.conftest import (
+    Pipeline,
+    citizen_headers,
+    staff_headers,
+    submit,
+    work_to_last_stage,
+)
 
 
 async def test_application_walks_from_citizen_to_closure_rate(
@@ -41,6 +47,7 @@ async def test_application_walks_from_citizen_to_closure_rate(
     assert case_detail["form"]["hospital_name"]
     claimed = await verification.post(f"/api/v1/cases/{case['id']}/claim", headers=clerk)
     assert claimed.status_code == 200, claimed.text
+    await work_to_last_stage(verification, clerk, case["id"])
     decided = await verification.post(
         f"/api/v1/cases/{case['id']}/decide", headers=clerk, json=APPROVAL
     )
@@ -56,6 +63,9 @@ async def test_application_walks_from_citizen_to_closure_rate(
         "submitted",
         "case.opened",
         "case.claimed",
+        "case.stage_passed",  # 综合研判 -> 实地调查
+        "case.stage_passed",  # 实地调查 -> 乡镇审核
+        "case.stage_passed",  # 乡镇审核 -> 县级确定
         "case.decided",
     ]
     assert detail["decision"]["measures"] == APPROVAL["measures"]

@@ -21,6 +21,7 @@ from shared.events import DEAD_LETTER_STREAM, Envelope
 from shared.outbox import OutboxRelay, enqueue, notify_channel
 from shared.streams import StreamConsumer
 from tests.conftest import Infra
+from tests.integration.conftest import stream_entries
 
 STREAM = "relief:test"
 GROUP = "tests"
@@ -78,7 +79,7 @@ async def test_relay_publishes_committed_rows_in_order_once(
     assert await relay.publish_batch() == 5
     assert await relay.publish_batch() == 0
     assert await relay.backlog() == 0
-    entries = await _entries(redis, STREAM)
+    entries = await stream_entries(redis, STREAM)
     assert [Envelope.from_fields(f).payload["n"] for _, f in entries] == [0, 1, 2, 3, 4]
 
 
@@ -145,7 +146,7 @@ async def test_a_message_that_keeps_failing_goes_to_dead_letters(
         await consumer.reclaim_idle()
     assert handler.applied == []
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
-    dead = await _entries(redis, DEAD_LETTER_STREAM)
+    dead = await stream_entries(redis, DEAD_LETTER_STREAM)
     assert len(dead) == 1
     fields = dead[0][1]
     assert fields["stream"] == STREAM
@@ -164,7 +165,7 @@ async def test_unreadable_messages_are_dead_lettered_at_once(
     await consumer.ensure_groups()
     await redis.xadd(STREAM, {"envelope": "{not json"})
     await consumer.read_batch()
-    assert len(await _entries(redis, DEAD_LETTER_STREAM)) == 1
+    assert len(await stream_entries(redis, DEAD_LETTER_STREAM)) == 1
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
 
 
@@ -184,11 +185,6 @@ async def test_consumer_recreates_its_group_after_redis_loses_everything(
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=10)
-
-
-async def _entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
-    result: Any = await redis.xrange(stream)  # str fields: decode_responses=True
-    return list(result)
 
 
 async def _until(condition: Callable[[], bool]) -> None:
@@ -238,7 +234,7 @@ async def test_running_relay_publishes_what_is_committed(
             async with unit_of_work(sessionmaker) as session:
                 enqueue(session, OutboxMessage, STREAM, _envelope(n))
         async with asyncio.timeout(10):
-            while len(await _entries(redis, STREAM)) < 3:  # noqa: ASYNC110
+            while len(await stream_entries(redis, STREAM)) < 3:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
     finally:
         stop.set()

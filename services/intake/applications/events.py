@@ -59,6 +59,8 @@ def _describe(envelope: Envelope) -> tuple[ApplicationStatus | None, str, str] |
                 "已转办",
                 f"您的申请已由{department}转交{target}办理，办理时限不变。",
             )
+        case EventType.CASE_DEADLINE_CHANGED:
+            return None, "办理时限顺延", "您补充材料期间办理时限暂停，已相应顺延。"
         case EventType.CASE_DECIDED:
             approved = payload.get("outcome") == Outcome.APPROVED
             if approved:
@@ -104,6 +106,9 @@ async def apply_case_event(session: AsyncSession, envelope: Envelope) -> None:
             }
     if envelope.type == EventType.CASE_TRANSFERRED and payload.get("to_department"):
         application.department = str(payload["to_department"])
+        application.item_code = str(payload.get("to_item_code") or application.item_code)
+    if envelope.type == EventType.CASE_DEADLINE_CHANGED:
+        application.deadline = datetime.fromisoformat(payload["deadline"])
     repository.add_timeline(
         session,
         application.id,

@@ -7,8 +7,9 @@ from fastapi import Depends, Header, Request
 from services.verification.accounts.service import active_principal
 from services.verification.models import StaffUser
 from services.verification.settings import VerificationSettings
-from shared.auth import Audience, bearer_token, decode_token
+from shared.auth import Audience, Role, bearer_token, decode_token
 from shared.db import DbSession
+from shared.errors import Forbidden
 
 
 def _settings(request: Request) -> VerificationSettings:
@@ -29,3 +30,12 @@ async def _current_staff(
 
 
 CurrentStaff = Annotated[StaffUser, Depends(_current_staff)]
+
+
+def _current_admin(user: CurrentStaff) -> StaffUser:
+    if user.role != Role.ADMIN:
+        raise Forbidden("只有系统管理员可以管理工作人员账号", code="admin_only")
+    return user
+
+
+CurrentAdmin = Annotated[StaffUser, Depends(_current_admin)]

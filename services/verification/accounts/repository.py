@@ -18,3 +18,12 @@ async def by_id(session: AsyncSession, user_id: uuid.UUID) -> StaffUser | None:
 
 def add(session: AsyncSession, user: StaffUser) -> None:
     session.add(user)
+
+
+async def listing(
+    session: AsyncSession, *, after_username: str | None, limit: int
+) -> list[StaffUser]:
+    query = select(StaffUser).order_by(StaffUser.username).limit(limit)
+    if after_username is not None:
+        query = query.where(StaffUser.username > after_username)
+    return list((await session.scalars(query)).all())

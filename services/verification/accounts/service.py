@@ -1,4 +1,5 @@
-"""Staff accounts: creation, login with lockout, token checks."""
+"""Staff accounts: creation, login with lockout, token checks, and their administration
+(disable, enable, password reset)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from pwdlib import PasswordHash
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.verification.accounts import repository
-from services.verification.accounts.schemas import StaffOut, StaffTokenOut
+from services.verification.accounts.schemas import StaffOut, StaffTokenOut, UserOut, UserPage
 from services.verification.models import StaffUser
 from services.verification.settings import VerificationSettings
 from shared.auth import Audience, Principal, Role, issue_token
 from shared.catalog import catalog
-from shared.errors import AppError, Conflict, InvalidInput, Unauthorized
+from shared.errors import AppError, Conflict, InvalidInput, NotFound, Unauthorized
+from shared.pagination import decode_cursor, encode_cursor
 from shared.regions import regions
 
 MAX_FAILED_LOGINS = 5
+MIN_PASSWORD_LENGTH = 8
 LOCKOUT = timedelta(minutes=15)
 STAFF_ROLES = (Role.CLERK, Role.SUPERVISOR, Role.ADMIN)
 
@@ -56,6 +59,13 @@ def _check_scope(role: Role, department: str | None, region_code: str) -> None:
             raise InvalidInput("督办人员的地区必须是云南省的州市级代码", code="region_invalid")
     elif region_code != table.province.code:
         raise InvalidInput("管理员的地区必须是全省代码 530000", code="region_invalid")
+    elif department is not None:
+        raise InvalidInput("管理员不属于具体部门", code="department_invalid")
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(f"密码至少{MIN_PASSWORD_LENGTH}位", code="password_too_short")
 
 
 async def create_user(
@@ -69,8 +79,7 @@ async def create_user(
     display_name: str | None = None,
 ) -> StaffUser:
     _check_scope(role, department, region_code)
-    if len(password) < 8:
-        raise InvalidInput("密码至少8位", code="password_too_short")
+    _check_password(password)
     if await repository.by_username(session, username) is not None:
         raise Conflict("用户名已存在", code="username_taken")
     user = StaffUser(
@@ -150,3 +159,71 @@ async def active_principal(session: AsyncSession, principal: Principal) -> Staff
     if user.token_version != principal.token_version:
         raise Unauthorized("登录已失效，请重新登录", code="token_revoked")
     return user
+
+
+async def _existing(session: AsyncSession, username: str) -> StaffUser:
+    user = await repository.by_username(session, username)
+    if user is None:
+        raise NotFound("找不到该工作人员账号")
+    return user
+
+
+async def disable_user(
+    session: AsyncSession, username: str, *, acting: StaffUser | None = None
+) -> StaffUser:
+    """Stop the account: login is refused and every token already issued stops working.
+
+    `acting` is the admin doing it through the API; he may not disable himself, which would
+    leave him locked out mid-session (the command line has no such guard: it is the way back).
+    """
+    user = await _existing(session, username)
+    if acting is not None and acting.id == user.id:
+        raise Conflict("不能停用自己的账号", code="cannot_disable_self")
+    user.disabled = True
+    user.token_version += 1
+    await session.flush()
+    return user
+
+
+async def enable_user(session: AsyncSession, username: str) -> StaffUser:
+    """Let the account log in again. Tokens from before it was disabled stay revoked."""
+    user = await _existing(session, username)
+    user.disabled = False
+    await session.flush()
+    return user
+
+
+async def reset_password(session: AsyncSession, username: str, new_password: str) -> StaffUser:
+    """Set a new password, lift a lockout, and revoke every token issued under the old one."""
+    _check_password(new_password)
+    user = await _existing(session, username)
+    user.password_hash = await to_thread.run_sync(_hasher.hash, new_password)
+    user.failed_logins = 0
+    user.locked_until = None
+    user.token_version += 1
+    await session.flush()
+    return user
+
+
+def user_out(user: StaffUser, now: datetime | None = None) -> UserOut:
+    now = now or datetime.now(UTC)
+    locked = user.locked_until is not None and user.locked_until > now
+    return UserOut(
+        username=user.username,
+        display_name=user.display_name,
+        role=user.role,
+        department=user.department,
+        region_code=user.region_code,
+        disabled=user.disabled,
+        locked_until=user.locked_until if locked else None,
+    )
+
+
+async def list_users(session: AsyncSession, *, limit: int, cursor: str | None) -> UserPage:
+    """Every staff account, by username."""
+    after = decode_cursor(cursor, 1)[0] if cursor else None
+    rows = await repository.listing(session, after_username=after, limit=limit + 1)
+    now = datetime.now(UTC)
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].username) if len(rows) > limit else None
+    return UserPage(items=[user_out(u, now) for u in page], next_cursor=next_cursor)

@@ -13,13 +13,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.verification.models import (
+    AuditEntry,
     Case,
     CaseAttachment,
     CaseStatus,
-    CaseTransition,
     StaffUser,
 )
 from shared.auth import Role
+from shared.regions import regions
 
 _S = TypeVar("_S", bound=Select[Any])
 
@@ -49,6 +50,9 @@ class Scope:
             found.append(Case.region_code == self.region_code)
         return found
 
+    def covers_region(self, region_code: str) -> bool:
+        return regions().county_in_scope(region_code, self.region_code)
+
     def apply(self, query: _S) -> _S:
         return query.where(*self.conditions())
 
@@ -61,8 +65,36 @@ def add(session: AsyncSession, case: Case) -> None:
     session.add(case)
 
 
-def add_transition(session: AsyncSession, transition: CaseTransition) -> None:
-    session.add(transition)
+async def audit_entries(session: AsyncSession, case_id: uuid.UUID) -> list[AuditEntry]:
+    return list(
+        (
+            await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.case_id == case_id)
+                .order_by(AuditEntry.occurred_at, AuditEntry.id)
+            )
+        ).all()
+    )
+
+
+async def newly_overdue(session: AsyncSession, now: datetime, *, limit: int) -> list[Case]:
+    """Cases past their deadline, clock running, not yet announced; locked for this sweep."""
+    return list(
+        (
+            await session.scalars(
+                select(Case)
+                .where(
+                    Case.deadline < now,
+                    Case.overdue_announced_at.is_(None),
+                    Case.info_requested_at.is_(None),
+                    Case.status.not_in([CaseStatus.DECIDED, CaseStatus.TRANSFERRED]),
+                )
+                .order_by(Case.deadline)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+    )
 
 
 async def active_for_application(session: AsyncSession, application_id: uuid.UUID) -> Case | None:
@@ -122,6 +154,7 @@ async def list_in_scope(
     *,
     statuses: list[str] | None,
     item_code: str | None,
+    region: str | None = None,
     overdue_before: datetime | None,
     limit: int,
     after: tuple[datetime, uuid.UUID] | None,
@@ -131,9 +164,12 @@ async def list_in_scope(
         query = query.where(Case.status.in_(statuses))
     if item_code:
         query = query.where(Case.item_code == item_code)
+    if region:
+        query = query.where(Case.region_code == region)
     if overdue_before is not None:
         query = query.where(
             Case.deadline < overdue_before,
+            Case.info_requested_at.is_(None),
             Case.status.not_in([CaseStatus.DECIDED, CaseStatus.TRANSFERRED]),
         )
     if after is not None:

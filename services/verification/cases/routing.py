@@ -8,14 +8,16 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.cases import repository
-from services.verification.cases.service import announce, now_utc, record
-from services.verification.models import Case, CaseAttachment, CaseStatus
+from services.verification.cases import procedure, repository
+from services.verification.cases.deadlines import resume_clock
+from services.verification.cases.trail import announce, now_utc, record
+from services.verification.models import AuditAction, Case, CaseAttachment
 from shared.events import Envelope, EventType
 
 
 async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
-    """Open the case for a routed application; a redelivered route message opens nothing new."""
+    """Open the case for a routed application, or one transferred from another department;
+    a redelivered route message opens nothing new."""
     existing = await repository.by_route_event(session, envelope.event_id)
     if existing is not None:
         return existing
@@ -29,7 +31,7 @@ async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
         department=envelope.department,
         item_code=payload["item_code"],
         region_code=payload["region_code"],
-        status=CaseStatus.OPEN,
+        status=procedure.OPEN,
         applicant_name=applicant["name"],
         id_number_enc=applicant["id_number_enc"],
         phone_enc=applicant["phone_enc"],
@@ -42,12 +44,24 @@ async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
         submitted_by_role=payload.get("submitted_by_role") or "citizen",
         submitted_at=datetime.fromisoformat(payload["submitted_at"]),
         deadline=datetime.fromisoformat(payload["deadline"]),
+        transferred_from_case_id=uuid.UUID(payload["transferred_from_case_id"])
+        if payload.get("transferred_from_case_id")
+        else None,
         created_at=now,
         updated_at=now,
     )
     repository.add(session, case)
     await session.flush()
-    record(session, case, to_status=CaseStatus.OPEN, from_status=None, actor=None, at=now)
+    record(
+        session,
+        case,
+        at=now,
+        actor=None,
+        from_status=None,
+        reason=f"由其他部门转入：{payload.get('transfer_reason')}"
+        if case.transferred_from_case_id
+        else None,
+    )
     announce(
         session,
         case,
@@ -63,23 +77,20 @@ async def apply_supplement(session: AsyncSession, envelope: Envelope) -> None:
     if case is None:
         return
     now = now_utc()
-    case.info_requested_at = None
-    case.info_request = None
-    case.updated_at = now
     record(
         session,
         case,
-        to_status=case.status,
-        from_status=case.status,
+        at=now,
         actor=None,
         actor_role="citizen",
-        reason="群众已补充材料",
+        action=AuditAction.SUPPLEMENT,
+        reason=envelope.payload.get("message"),
         data={
             "message": envelope.payload.get("message"),
             "attachment_ids": envelope.payload.get("attachment_ids", []),
         },
-        at=now,
     )
+    resume_clock(session, case, now)
 
 
 async def apply_withdrawal(session: AsyncSession, envelope: Envelope) -> None:
@@ -89,7 +100,7 @@ async def apply_withdrawal(session: AsyncSession, envelope: Envelope) -> None:
         return
     now = now_utc()
     previous = case.status
-    case.status = CaseStatus.DECIDED
+    case.status = procedure.DECIDED
     case.outcome = "withdrawn"
     case.decision_reason = envelope.payload.get("reason")
     case.decided_at = now
@@ -97,12 +108,11 @@ async def apply_withdrawal(session: AsyncSession, envelope: Envelope) -> None:
     record(
         session,
         case,
-        to_status=CaseStatus.DECIDED,
-        from_status=previous,
+        at=now,
         actor=None,
         actor_role="citizen",
+        from_status=previous,
         reason=f"群众撤回申请：{envelope.payload.get('reason') or '未说明理由'}",
-        at=now,
     )
 
 
@@ -124,6 +134,7 @@ async def add_attachment(session: AsyncSession, envelope: Envelope) -> None:
 
 HANDLERS = {
     EventType.APPLICATION_SUBMITTED: open_case,
+    EventType.CASE_TRANSFERRED: open_case,
     EventType.APPLICATION_SUPPLEMENTED: apply_supplement,
     EventType.APPLICATION_WITHDRAWN: apply_withdrawal,
     EventType.APPLICATION_ATTACHMENT_ADDED: add_attachment,

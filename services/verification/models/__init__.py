@@ -92,9 +92,22 @@ class Case(UUIDPrimaryKey, Timestamps, Base):
     # Intake's monitoring-line pre-screen: a hint, never a decision.
     prescreen: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     submitted_by_role: Mapped[str] = mapped_column(String(20), server_default="citizen")
-    # While the citizen is asked for information (needs_info on his side).
+    # While the citizen is asked for information (needs_info on his side) the deadline
+    # clock stops; on his answer the deadline moves by the time it stood still.
     info_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     info_request: Mapped[str | None] = mapped_column(Text)
+    paused_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    overdue_announced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # 实地调查 field investigation, recorded before the stage can be passed.
+    field_check: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # 村评议公示 village review and public notice.
+    notice_text: Mapped[str | None] = mapped_column(Text)
+    notice_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    notice_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    transferred_from_case_id: Mapped[uuid.UUID | None]
+    transferred_to_department: Mapped[str | None] = mapped_column(String(40))
 
     submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -118,16 +131,30 @@ class CaseAttachment(Base):
     added_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class CaseTransition(Base):
-    """Append-only record of who moved a case, when, from what to what, and why."""
+class AuditAction(enum.StrEnum):
+    TRANSITION = "transition"
+    FIELD_CHECK = "field_check"
+    REQUEST_INFO = "request_info"
+    SUPPLEMENT = "supplement"
+    REVEAL = "reveal"
+    ASSIGN = "assign"
+    DEADLINE = "deadline"
+    OVERDUE = "overdue"
 
-    __tablename__ = "case_transitions"
+
+class AuditEntry(Base):
+    """Append-only record of everything done to a case: who, when, what changed, why.
+    A database trigger refuses UPDATE and DELETE (see the migration)."""
+
+    __tablename__ = "case_audit_log"
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id"), index=True)
+    action: Mapped[str] = mapped_column(String(20), server_default=AuditAction.TRANSITION)
     from_status: Mapped[str | None] = mapped_column(String(20))
     to_status: Mapped[str] = mapped_column(String(20))
     actor_id: Mapped[uuid.UUID | None]
+    actor_name: Mapped[str | None] = mapped_column(String(50))
     actor_role: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     data: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

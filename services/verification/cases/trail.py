@@ -1,0 +1,79 @@
+"""What every change to a case leaves behind: an audit entry (who, when, what, why) and,
+for changes others must know of, an event in the outbox, in the same transaction."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.verification.models import AuditAction, AuditEntry, Case, OutboxMessage, StaffUser
+from shared.events import EVENTS_STREAM, Envelope, EventType
+from shared.outbox import enqueue
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Unchanged(enum.Enum):
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = _Unchanged.UNCHANGED
+"""The status the case has now (the default for both ends of an audit entry)."""
+
+
+def record(
+    session: AsyncSession,
+    case: Case,
+    *,
+    at: datetime,
+    actor: StaffUser | None,
+    actor_role: str | None = None,
+    action: AuditAction = AuditAction.TRANSITION,
+    from_status: str | _Unchanged | None = UNCHANGED,
+    to_status: str | _Unchanged = UNCHANGED,
+    reason: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEntry(
+            case_id=case.id,
+            action=action.value,
+            from_status=case.status if from_status is UNCHANGED else from_status,
+            to_status=case.status if to_status is UNCHANGED else to_status,
+            actor_id=actor.id if actor else None,
+            actor_name=actor.username if actor else None,
+            actor_role=actor.role if actor else (actor_role or "system"),
+            reason=reason,
+            data=data,
+            occurred_at=at,
+        )
+    )
+
+
+def announce(
+    session: AsyncSession,
+    case: Case,
+    event_type: EventType,
+    payload: dict[str, Any],
+    at: datetime,
+    *,
+    stream: str = EVENTS_STREAM,
+    department: str | None = None,
+) -> None:
+    enqueue(
+        session,
+        OutboxMessage,
+        stream,
+        Envelope(
+            type=event_type,
+            application_id=case.application_id,
+            department=department or case.department,
+            occurred_at=at,
+            payload={"case_id": str(case.id), **payload},
+        ),
+    )
