@@ -505,3 +505,33 @@ async def test_a_redelivered_route_message_opens_no_second_case(
     async with engine.connect() as conn:
         cases = (await conn.execute(text("SELECT count(*) FROM verification.cases"))).scalar()
     assert cases == 1
+
+
+async def test_the_queue_pages_by_deadline_with_a_cursor(
+    intake: httpx.AsyncClient,
+    verification: httpx.AsyncClient,
+    pipeline: Pipeline,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    citizen = await citizen_headers(intake, "openid-many")
+    for _ in range(5):
+        created = await submit(intake, citizen, applicant={"id_number": resident_id()})
+        assert created.status_code == 201
+    await pipeline.drain()
+    clerk = await staff_headers(verification, sessionmaker, username="medins-pager")
+    seen: list[str] = []
+    deadlines: list[str] = []
+    cursor = None
+    for _ in range(5):
+        query = "/api/v1/cases?limit=2" + (f"&cursor={cursor}" if cursor else "")
+        page = (await verification.get(query, headers=clerk)).json()
+        seen += [c["id"] for c in page["items"]]
+        deadlines += [c["deadline"] for c in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 5
+    assert deadlines == sorted(deadlines)
+    _error(
+        await verification.get("/api/v1/cases?cursor=garbage", headers=clerk), 422, "cursor_invalid"
+    )
