@@ -34,6 +34,8 @@ app = typer.Typer(
 )
 users_app = typer.Typer(help="Staff accounts (clerks, supervisors, admins).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+metrics_app = typer.Typer(help="The closure-rate numbers (notify).", no_args_is_help=True)
+app.add_typer(metrics_app, name="metrics")
 grid_app = typer.Typer(help="Grid workers (网格员) who report for citizens.", no_args_is_help=True)
 app.add_typer(grid_app, name="grid-workers")
 
@@ -313,6 +315,29 @@ def users_list() -> None:
             f"{user.username:<{width}}  {user.role:<10}  {user.department or '-':<8}  "
             f"{user.region_code:<6}  {status}"
         )
+
+
+@metrics_app.command("rebuild")
+def metrics_rebuild() -> None:
+    """Recompute the closure-rate counters from the facts (after a bug fix or a restore)."""
+    from zoneinfo import ZoneInfo
+
+    from services.notify.metrics.rollups import rebuild
+    from services.notify.settings import NotifySettings
+    from shared.db import create_engine, create_sessionmaker, unit_of_work
+
+    async def run() -> int:
+        settings = NotifySettings()
+        engine = create_engine(settings, application_name="relief-cli")
+        try:
+            async with unit_of_work(create_sessionmaker(engine)) as session:
+                return await rebuild(session, ZoneInfo(settings.report_timezone))
+        finally:
+            await engine.dispose()
+
+    with infrastructure():
+        rows = asyncio.run(run())
+    typer.echo(f"closure counters rebuilt: {rows} rollup rows")
 
 
 @grid_app.command("add")

@@ -1,5 +1,5 @@
 """What every service's FastAPI app has: error handlers, the correlation id, health checks,
-and the database and Redis clients on `app.state`."""
+Prometheus metrics, and the database and Redis clients on `app.state`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ from typing import Any
 
 import structlog
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.db import create_engine, create_sessionmaker, database_ready
 from shared.errors import error_body, install_error_handlers
 from shared.logging import configure_logging, correlation_id, new_correlation_id
+from shared.metrics import MetricsSpec, PrometheusMiddleware, ServiceMetrics
 from shared.redis import create_redis
 from shared.settings import ServiceSettings
 
@@ -109,7 +111,10 @@ def create_service_app(
     routers: Sequence[APIRouter],
     extra_lifespan: Lifespan | None = None,
     description: str = "",
+    metrics: MetricsSpec | None = None,
 ) -> FastAPI:
+    """`metrics` names the consumer group, streams and outbox /metrics reports on; a service
+    adds gauges of its own through `app.state.metrics` (`gauge()`, `add_hook()`)."""
     configure_logging(
         service=name,
         json=settings.log_json if settings.log_json is not None else not settings.is_dev,
@@ -144,6 +149,10 @@ def create_service_app(
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(CorrelationIdMiddleware)
+    # Outermost of ours: it also counts the 413s above and times the whole request.
+    service_metrics = ServiceMetrics(name, metrics or MetricsSpec())
+    app.state.metrics = service_metrics
+    app.add_middleware(PrometheusMiddleware, metrics=service_metrics)
     install_error_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Process is up")
@@ -162,6 +171,13 @@ def create_service_app(
             return {"status": "ready", "service": name, "checks": checks}
         body = error_body("not_ready", "服务暂不可用，请稍后再试", checks)
         return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        await service_metrics.refresh(app)
+        return Response(
+            service_metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        )
 
     for router in routers:
         app.include_router(router, prefix="/api/v1")

@@ -12,6 +12,9 @@ from services.intake.applications.router import router as applications_router
 from services.intake.auth.router import router as auth_router
 from services.intake.catalog.router import router as catalog_router
 from services.intake.settings import IntakeSettings, get_settings
+from services.intake.worker import GROUP
+from shared.events import EVENTS_STREAM
+from shared.metrics import MetricsSpec
 from shared.objectstore import DirectoryObjectStore
 from shared.ratelimit import RateLimiter
 from shared.web import create_service_app
@@ -33,4 +36,5 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[auth_router, catalog_router, applications_router, bindings_router],
         extra_lifespan=lifespan,
+        metrics=MetricsSpec(group=GROUP, streams=[EVENTS_STREAM], outbox_schema="intake"),
     )

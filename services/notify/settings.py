@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 
 from shared.settings import ServiceSettings
 
@@ -15,6 +15,39 @@ class NotifySettings(ServiceSettings):
     port: int = Field(default=8003, validation_alias=AliasChoices("RELIEF_NOTIFY_PORT"))
     # Dates in reports are local dates of the province.
     report_timezone: str = "Asia/Shanghai"
+
+    # WeChat subscribe messages (订阅消息): stable access token, then message/subscribe/send.
+    wechat_base_url: str = "https://api.weixin.qq.com"
+    wechat_appid: str = ""
+    wechat_secret: SecretStr = SecretStr("")
+    # Template id per kind: accepted, info_requested, decided, transferred (JSON object).
+    wechat_templates: dict[str, str] = Field(default_factory=dict)
+    wechat_page: str = "pages/applications/index"
+    wechat_miniprogram_state: str = "formal"
+    # SMS gateway (fallback).
+    sms_base_url: str = ""
+    sms_api_key: SecretStr = SecretStr("")
+    sms_sign_name: str = "云南省政府救助平台"
+    sms_templates: dict[str, str] = Field(default_factory=dict)
+    provider_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # Delivery: exponential backoff with jitter, then a dead-letter record.
+    notify_max_attempts: int = Field(default=8, ge=1)
+    notify_backoff_base_seconds: float = Field(default=5.0, gt=0)
+    notify_backoff_max_seconds: float = Field(default=3600.0, gt=0)
+    sender_interval_seconds: float = Field(default=1.0, gt=0)
+
+    # 催办: remind the clerk this long before a case's deadline; sweep this often.
+    reminder_before_hours: float = Field(default=72.0, gt=0)
+    reminder_sweep_seconds: float = Field(default=60.0, gt=0)
+
+    @property
+    def wechat_configured(self) -> bool:
+        return bool(self.wechat_appid and self.wechat_secret.get_secret_value())
+
+    @property
+    def sms_configured(self) -> bool:
+        return bool(self.sms_base_url)
 
 
 @cache

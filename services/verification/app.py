@@ -10,6 +10,9 @@ from fastapi import FastAPI
 from services.verification.accounts.router import router as accounts_router
 from services.verification.cases.router import router as cases_router
 from services.verification.settings import VerificationSettings, get_settings
+from services.verification.worker import GROUP
+from shared.events import route_stream
+from shared.metrics import MetricsSpec
 from shared.objectstore import DirectoryObjectStore
 from shared.web import create_service_app
 
@@ -29,4 +32,9 @@ def create_app(settings: VerificationSettings | None = None) -> FastAPI:
         settings=settings,
         routers=[accounts_router, cases_router],
         extra_lifespan=lifespan,
+        metrics=MetricsSpec(
+            group=GROUP,
+            streams=[route_stream(d) for d in settings.served_departments()],
+            outbox_schema="verification",
+        ),
     )

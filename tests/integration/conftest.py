@@ -26,7 +26,7 @@ from services.notify.app import create_app as create_notify
 from services.notify.models import InboxEvent as NotifyInbox
 from services.notify.settings import NotifySettings
 from services.notify.worker import GROUP as NOTIFY_GROUP
-from services.notify.worker import handle_event as notify_handler
+from services.notify.worker import event_handler as notify_event_handler
 from services.verification.accounts.service import create_user
 from services.verification.app import create_app as create_verification
 from services.verification.models import InboxEvent as VerificationInbox
@@ -164,7 +164,9 @@ async def pipeline(
             handle_route,
         ),
         consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler),
-        consumer(NOTIFY_GROUP, [EVENTS_STREAM], NotifyInbox, notify_handler),
+        consumer(
+            NOTIFY_GROUP, [EVENTS_STREAM], NotifyInbox, notify_event_handler(NotifySettings())
+        ),
     ]
     for c in consumers:
         await c.ensure_groups()

@@ -241,6 +241,12 @@ def _announce_submission(
                 "region_code": application.region_code,
                 "deadline": application.deadline.isoformat(),
                 "submitted_at": application.created_at.isoformat(),
+                # Whom notify tells: the WeChat user who applied (none for a grid worker's
+                # entry) and the phone, still sealed.
+                "recipient": {
+                    "openid": application.owner_openid,
+                    "phone_enc": application.phone_enc,
+                },
             },
         ),
     )

@@ -34,6 +34,9 @@ class ClosureStats(BaseModel):
     on_time_rate: float | None = Field(description="按时办结率（%）")
     median_handling_hours: float | None
     satisfaction: Satisfaction
+    closed_on_day: int | None = Field(
+        default=None, description="按日分组时：当天办结的申请数（不论何日受理）"
+    )
 
 
 class ClosureReport(BaseModel):

@@ -258,9 +258,10 @@ async def decide(
 ) -> Case:
     """Approve with help measures at the last stage, or reject with a reason at any stage."""
     case = await _assigned_case(session, user, case_id)
-    _require_not_waiting(case)
     item = item_of(case)
     if body.outcome == "approved":
+        # A citizen who never answers may be refused for want of material, not approved.
+        _require_not_waiting(case)
         if not procedure.at_last_stage(item, case.status):
             raise Conflict(
                 f"批准前须完成全部环节，当前环节：{procedure.stage_name(case.status)}",

@@ -1,0 +1,76 @@
+"""Every query of the notifications domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import func, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notify.models import DeliveryAttempt, Notification, NotificationStatus
+
+
+async def next_due(session: AsyncSession, now: datetime) -> Notification | None:
+    """One due notification, locked so that parallel senders never take the same one."""
+    return await session.scalar(
+        select(Notification)
+        .where(
+            Notification.status == NotificationStatus.PENDING,
+            Notification.next_attempt_at <= now,
+        )
+        .order_by(Notification.next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    )
+
+
+async def page(
+    session: AsyncSession,
+    *,
+    application_id: uuid.UUID | None,
+    status: str | None,
+    limit: int,
+    after: tuple[datetime, uuid.UUID] | None,
+) -> list[Notification]:
+    query = select(Notification)
+    if application_id is not None:
+        query = query.where(Notification.application_id == application_id)
+    if status is not None:
+        query = query.where(Notification.status == status)
+    if after is not None:
+        query = query.where(tuple_(Notification.created_at, Notification.id) < after)
+    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
+    return list((await session.scalars(query)).all())
+
+
+async def get(session: AsyncSession, notification_id: uuid.UUID) -> Notification | None:
+    return await session.get(Notification, notification_id, populate_existing=True)
+
+
+async def attempts_of(session: AsyncSession, notification_id: uuid.UUID) -> list[DeliveryAttempt]:
+    return list(
+        (
+            await session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.notification_id == notification_id)
+                .order_by(DeliveryAttempt.at, DeliveryAttempt.id)
+            )
+        ).all()
+    )
+
+
+async def revive(session: AsyncSession, notification_id: uuid.UUID) -> bool:
+    """Put a dead notification back in the queue, with its attempts counted afresh."""
+    result = await session.execute(
+        update(Notification)
+        .where(Notification.id == notification_id, Notification.status == NotificationStatus.DEAD)
+        .values(
+            status=NotificationStatus.PENDING,
+            attempts=0,
+            wechat_refused=False,
+            next_attempt_at=func.now(),
+            last_error=None,
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -1,0 +1,82 @@
+"""Citizen notifications: queued in the same transaction as the event that causes them,
+at most one per event, delivered by the sender loop."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.notify.models import (
+    ApplicationFact,
+    DeliveryAttempt,
+    Notification,
+    NotificationStatus,
+)
+from services.notify.notifications.texts import KINDS, compose
+from shared.events import Envelope
+
+
+async def queue_for_event(
+    session: AsyncSession, envelope: Envelope, fact: ApplicationFact, zone: ZoneInfo
+) -> None:
+    kind = KINDS.get(envelope.type)  # type: ignore[call-overload]
+    if kind is None or (fact.recipient_openid is None and fact.recipient_phone_enc is None):
+        return
+    item_code = fact.item_code
+    composed = compose(envelope, item_code, fact.deadline, zone)
+    if composed is None:
+        return
+    text, data = composed
+    # ON CONFLICT: an event seen twice (however it got past the inbox) queues nothing new.
+    await session.execute(
+        insert(Notification)
+        .values(
+            id=uuid.uuid4(),
+            event_id=envelope.event_id,
+            application_id=envelope.application_id,
+            kind=kind,
+            text=text,
+            template_data=data,
+            recipient_openid=fact.recipient_openid,
+            recipient_phone_enc=fact.recipient_phone_enc,
+            status=NotificationStatus.PENDING,
+            next_attempt_at=func.now(),
+        )
+        .on_conflict_do_nothing(index_elements=[Notification.event_id])
+    )
+
+
+def backoff(attempts: int, *, base: float, cap: float) -> timedelta:
+    """Exponential backoff with jitter: ~base, 2·base, 4·base… up to cap, each ×[0.5, 1.5)."""
+    delay = min(cap, base * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=delay * (0.5 + random.random()))  # noqa: S311 (jitter, not secrets)
+
+
+def log_attempt(
+    session: AsyncSession,
+    notification: Notification,
+    *,
+    channel: str,
+    ok: bool,
+    at: datetime,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    provider_message_id: str | None = None,
+) -> None:
+    session.add(
+        DeliveryAttempt(
+            notification_id=notification.id,
+            channel=channel,
+            ok=ok,
+            error_code=error_code,
+            error_message=(error_message or "")[:1000] or None,
+            provider_message_id=provider_message_id,
+            at=at,
+        )
+    )
