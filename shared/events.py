@@ -18,6 +18,15 @@ def route_stream(department: str) -> str:
     return f"{ROUTE_STREAM_PREFIX}{department}"
 
 
+def consumer_groups(stream: str) -> tuple[str, ...]:
+    """The groups that must have read an entry before it may be trimmed from `stream`."""
+    if stream == EVENTS_STREAM:
+        return ("intake", "notify")
+    if stream.startswith(ROUTE_STREAM_PREFIX):
+        return ("verification",)
+    return ()
+
+
 class EventType(enum.StrEnum):
     APPLICATION_SUBMITTED = "application.submitted"
     APPLICATION_SUPPLEMENTED = "application.supplemented"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -31,9 +31,10 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from shared.events import Envelope
+from shared.events import Envelope, consumer_groups
 from shared.lifecycle import sleep_or_stop
 from shared.logging import correlation_id
+from shared.retention import trim_consumed
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,21 @@ def enqueue(
     return envelope
 
 
+async def republish(
+    session: AsyncSession,
+    model: type[OutboxMixin],
+    stream: str,
+    envelope: Envelope,
+) -> None:
+    """Publish an already-sent message again, with its original event id (so consumers
+    see the same event): the retained row is queued again, or written anew if purged."""
+    result = await session.execute(
+        update(model).where(model.event_id == envelope.event_id).values(published_at=None)
+    )
+    if not getattr(result, "rowcount", 0):
+        enqueue(session, model, stream, envelope)
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -106,6 +122,32 @@ class OutboxRelay:
         self._retention = retention
         self._wake = asyncio.Event()
         self._listener: asyncpg.Connection | None = None
+        schema = model.__table__.schema  # type: ignore[attr-defined]
+        self._epoch_key = f"relief:epoch:{schema}"
+        self._streams_written: set[str] = set()
+
+    async def check_redis_epoch(self) -> int:
+        """Redis keeps a marker of this relay. If it is gone, Redis lost its data (a restart
+        without persistence, FLUSHALL): publish every retained row again. Consumers are
+        idempotent, so what they had already seen changes nothing; what was lost arrives."""
+        if await self._redis.exists(self._epoch_key):
+            return 0
+        model = self._model
+        async with self._sessionmaker() as session, session.begin():
+            result = await session.execute(
+                update(model)
+                .where(
+                    model.published_at.is_not(None),
+                    model.published_at > func.now() - self._retention,
+                )
+                .values(published_at=None)
+            )
+        await self._redis.set(self._epoch_key, datetime.now(UTC).isoformat())
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            log.warning("redis_data_loss_republishing", rows=count, key=self._epoch_key)
+        self._wake.set()
+        return count
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
@@ -124,6 +166,7 @@ class OutboxRelay:
                 return 0
             pipe = self._redis.pipeline(transaction=False)
             for _, stream, envelope in rows:
+                self._streams_written.add(stream)
                 pipe.xadd(stream, Envelope.model_validate(envelope).to_fields())
             await pipe.execute()
             await session.execute(
@@ -148,6 +191,13 @@ class OutboxRelay:
                 select(func.count()).select_from(model).where(model.published_at.is_(None))
             )
         return int(count or 0)
+
+    async def trim_streams(self) -> int:
+        """Keep the streams this relay writes to bounded: drop what every group has read."""
+        removed = 0
+        for stream in sorted(self._streams_written):
+            removed += await trim_consumed(self._redis, stream, consumer_groups(stream))
+        return removed
 
     @property
     def channel(self) -> str:
@@ -179,15 +229,23 @@ class OutboxRelay:
         log.info("relay_started", table=str(self._model.__table__))  # type: ignore[attr-defined]
         loop = asyncio.get_running_loop()
         next_purge = loop.time()
+        next_epoch_check = loop.time()
+        next_trim = loop.time() + 60
         try:
             while not stop.is_set():
                 listening = await self._ensure_listener()
                 self._wake.clear()
                 try:
+                    if loop.time() >= next_epoch_check:
+                        await self.check_redis_epoch()
+                        next_epoch_check = loop.time() + 1.0
                     published = await self.publish_batch()
                     if loop.time() >= next_purge:
                         await self.purge_published()
                         next_purge = loop.time() + 3600
+                    if loop.time() >= next_trim:
+                        await self.trim_streams()
+                        next_trim = loop.time() + 60
                 except Exception as exc:
                     log.warning("relay_error", error=repr(exc))
                     await sleep_or_stop(stop, 1.0)

@@ -65,6 +65,7 @@ async def run_consumer(
     handler: Handler,
     stop: asyncio.Event | None = None,
     periodic: Sequence[Periodic] = (),
+    on_duplicate: Handler | None = None,
 ) -> None:
     """The consumer, and beside it any periodic jobs (every `seconds`, until stopped)."""
     async with _process(settings, service, "worker", stop) as process:
@@ -78,6 +79,7 @@ async def run_consumer(
             handler=handler,
             claim_idle_ms=settings.consumer_claim_idle_ms,
             max_deliveries=settings.consumer_max_deliveries,
+            on_duplicate=on_duplicate,
         )
         jobs = [
             asyncio.create_task(_every(job.seconds, job.run, process.sessionmaker, process.stop))

@@ -63,6 +63,7 @@ class StreamConsumer:
         claim_idle_ms: int = 30_000,
         max_deliveries: int = 5,
         dead_letter_stream: str = DEAD_LETTER_STREAM,
+        on_duplicate: Handler | None = None,
     ) -> None:
         self._redis = redis
         self._sessionmaker = sessionmaker
@@ -76,6 +77,9 @@ class StreamConsumer:
         self._claim_idle_ms = claim_idle_ms
         self._max_deliveries = max_deliveries
         self._dead_letter_stream = dead_letter_stream
+        # Called, in its own transaction, for an event already applied: e.g. to answer a
+        # redelivered request again when the first answer may have been lost.
+        self._on_duplicate = on_duplicate
         self.stats = ConsumerStats()
 
     async def ensure_groups(self) -> None:
@@ -236,6 +240,8 @@ class StreamConsumer:
                 .returning(self._inbox.event_id)
             )
             if inserted is None:
+                if self._on_duplicate is not None:
+                    await self._on_duplicate(session, envelope, stream)
                 return False
             await self._handler(session, envelope, stream)
         return True

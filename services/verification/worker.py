@@ -8,7 +8,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.verification.cases.deadlines import announce_overdue
-from services.verification.cases.routing import HANDLERS
+from services.verification.cases.routing import HANDLERS, reannounce_opened
 from services.verification.models import InboxEvent, OutboxMessage
 from services.verification.settings import VerificationSettings
 from shared.events import Envelope, route_stream
@@ -31,6 +31,7 @@ async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None 
         streams=[route_stream(d) for d in settings.served_departments()],
         inbox_model=InboxEvent,
         handler=handle_route,
+        on_duplicate=reannounce_opened,
         stop=stop,
         periodic=[Periodic(settings.overdue_sweep_seconds, announce_overdue)],
     )

@@ -19,6 +19,7 @@ from services.intake.models import InboxEvent, OutboxMessage
 from shared.db import plain_url, unit_of_work
 from shared.events import DEAD_LETTER_STREAM, Envelope
 from shared.outbox import OutboxRelay, enqueue, notify_channel
+from shared.retention import trim_consumed
 from shared.streams import StreamConsumer
 from tests.conftest import Infra
 from tests.integration.conftest import stream_entries
@@ -240,3 +241,46 @@ async def test_running_relay_publishes_what_is_committed(
         stop.set()
         await asyncio.wait_for(task, timeout=10)
     assert await relay.backlog() == 0
+
+
+async def test_redis_losing_everything_makes_the_relay_publish_again(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    relay = OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=OutboxMessage)
+    assert await relay.check_redis_epoch() == 0  # first sight of this Redis: marks it
+    async with unit_of_work(sessionmaker) as session:
+        for n in range(3):
+            enqueue(session, OutboxMessage, STREAM, _envelope(n))
+    assert await relay.publish_batch() == 3
+    assert await relay.check_redis_epoch() == 0  # marker present: nothing lost
+    await redis.flushdb()
+    assert await relay.check_redis_epoch() == 3
+    assert await relay.publish_batch() == 3
+    assert [
+        Envelope.from_fields(f).payload["n"] for _, f in await stream_entries(redis, STREAM)
+    ] == [
+        0,
+        1,
+        2,
+    ]
+
+
+async def test_streams_are_trimmed_only_past_what_every_group_has_read(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    fast = _consumer(redis, sessionmaker, Recorder(), name="fast")
+    await redis.xgroup_create(STREAM, "slow", id="0", mkstream=True)
+    await fast.ensure_groups()
+    for n in range(5):
+        await redis.xadd(STREAM, _envelope(n).to_fields())
+    assert await trim_consumed(redis, STREAM, [GROUP, "missing"]) == 0  # a group not there yet
+    await fast.read_batch()
+    assert await trim_consumed(redis, STREAM, [GROUP, "slow"]) == 0  # "slow" read nothing
+    taken: Any = await redis.xreadgroup("slow", "s1", {STREAM: ">"}, count=3)
+    ids = [mid for mid, _ in taken[0][1]]
+    await redis.xack(STREAM, "slow", ids[0])  # 2 of 3 still pending for "slow"
+    removed = await trim_consumed(redis, STREAM, [GROUP, "slow"], approximate=False)
+    assert removed == 1  # only the entry before the oldest pending one
+    remaining = [mid for mid, _ in await stream_entries(redis, STREAM)]
+    assert remaining[0] == ids[1]
+    assert len(remaining) == 4

@@ -188,3 +188,29 @@ async def timeline(session: AsyncSession, application_id: uuid.UUID) -> list[Tim
             )
         ).all()
     )
+
+
+async def unacknowledged(
+    session: AsyncSession, *, older_than: datetime, limit: int
+) -> list[Application]:
+    """Submitted applications whose case.opened has not come back, last routed long ago."""
+    return list(
+        (
+            await session.scalars(
+                select(Application)
+                .where(
+                    Application.routed_at.is_(None),
+                    Application.route_event_id.is_not(None),
+                    Application.status == ApplicationStatus.SUBMITTED,
+                    Application.created_at < older_than,
+                    or_(
+                        Application.last_routed_at.is_(None),
+                        Application.last_routed_at < older_than,
+                    ),
+                )
+                .order_by(Application.created_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+    )

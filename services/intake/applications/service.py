@@ -122,6 +122,7 @@ async def submit(
             household.annual_income_per_capita, household.category.value, _local_date(now)
         ).model_dump(mode="json"),
         deadline=now + timedelta(days=catalog().deadline_days(item)),
+        route_event_id=uuid.uuid4(),
         created_at=now,
         updated_at=now,
     )
@@ -145,7 +146,7 @@ async def submit(
             else f"您申请的「{item.name}」已提交，将转交{department}办理。"
         ),
     )
-    _announce_submission(session, application, item_name=item.name)
+    _announce_submission(session, application)
     try:
         await session.flush()
     except IntegrityError as exc:
@@ -195,19 +196,20 @@ def _local_date(moment: datetime) -> date:
     return (moment + timedelta(hours=8)).date()
 
 
-def _announce_submission(
-    session: AsyncSession, application: Application, *, item_name: str
-) -> None:
-    """Two messages, one transaction with the application: the route message carries what the
-    department needs (personal data still encrypted); the event carries no personal data."""
-    route = Envelope(
+def route_envelope(application: Application) -> Envelope:
+    """The message that takes the application to its department: what the department needs,
+    personal data still encrypted. Always the same event id for the same application."""
+    item = catalog().item(application.item_code)
+    assert application.route_event_id is not None
+    return Envelope(
+        event_id=application.route_event_id,
         type=EventType.APPLICATION_SUBMITTED,
         application_id=application.id,
         department=application.department,
         occurred_at=application.created_at,
         payload={
             "item_code": application.item_code,
-            "item_name": item_name,
+            "item_name": item.name if item else application.item_code,
             "region_code": application.region_code,
             "deadline": application.deadline.isoformat(),
             "submitted_at": application.created_at.isoformat(),
@@ -226,7 +228,14 @@ def _announce_submission(
             "prescreen": application.prescreen,
         },
     )
-    enqueue(session, OutboxMessage, route_stream(application.department), route)
+
+
+def _announce_submission(session: AsyncSession, application: Application) -> None:
+    """Two messages, one transaction with the application: the route message to the
+    department, and an event for everyone else that carries no personal data."""
+    enqueue(
+        session, OutboxMessage, route_stream(application.department), route_envelope(application)
+    )
     enqueue(
         session,
         OutboxMessage,

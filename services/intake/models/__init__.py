@@ -64,6 +64,11 @@ class Application(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where=text("status <> 'closed'"),
         ),
         Index("ix_applications_owner_created", "owner_openid", "created_at"),
+        Index(
+            "ix_applications_unrouted",
+            "created_at",
+            postgresql_where=text("routed_at IS NULL AND status = 'submitted'"),
+        ),
     )
 
     item_code: Mapped[str] = mapped_column(String(40))
@@ -96,7 +101,12 @@ class Application(UUIDPrimaryKey, Timestamps, Base):
 
     deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     case_id: Mapped[uuid.UUID | None]
+    # End-to-end acknowledgement: routed only when the department's case.opened comes back;
+    # until then the route message (always this event id) is published again now and then.
+    route_event_id: Mapped[uuid.UUID | None]
     routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reroutes: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
+    last_routed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decision: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     # What the clerk asked for while the application is `needs_info`.

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.verification.cases import procedure, repository
 from services.verification.cases.deadlines import resume_clock
 from services.verification.cases.trail import announce, now_utc, record
-from services.verification.models import AuditAction, Case, CaseAttachment
-from shared.events import Envelope, EventType
+from services.verification.models import AuditAction, Case, CaseAttachment, OutboxMessage
+from shared.events import EVENTS_STREAM, Envelope, EventType
+from shared.outbox import republish
 
 
 async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
@@ -62,14 +63,36 @@ async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
         if case.transferred_from_case_id
         else None,
     )
-    announce(
-        session,
-        case,
-        EventType.CASE_OPENED,
-        {"item_code": case.item_code, "region_code": case.region_code},
-        now,
-    )
+    opened = announce(session, case, EventType.CASE_OPENED, _opened_payload(case), now)
+    case.opened_event_id = opened.event_id
     return case
+
+
+def _opened_payload(case: Case) -> dict[str, str]:
+    return {"item_code": case.item_code, "region_code": case.region_code}
+
+
+async def reannounce_opened(session: AsyncSession, envelope: Envelope, stream: str) -> None:
+    """A route message seen again: intake is asking because it never heard the case was
+    opened (Redis may have lost that event). Publish the original case.opened again."""
+    if envelope.type not in (EventType.APPLICATION_SUBMITTED, EventType.CASE_TRANSFERRED):
+        return
+    case = await repository.by_route_event(session, envelope.event_id)
+    if case is None or case.opened_event_id is None:
+        return
+    await republish(
+        session,
+        OutboxMessage,
+        EVENTS_STREAM,
+        Envelope(
+            event_id=case.opened_event_id,
+            type=EventType.CASE_OPENED,
+            application_id=case.application_id,
+            department=case.department,
+            occurred_at=case.created_at,
+            payload={"case_id": str(case.id), **_opened_payload(case)},
+        ),
+    )
 
 
 async def apply_supplement(session: AsyncSession, envelope: Envelope) -> None:

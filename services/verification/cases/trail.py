@@ -64,8 +64,8 @@ def announce(
     *,
     stream: str = EVENTS_STREAM,
     department: str | None = None,
-) -> None:
-    enqueue(
+) -> Envelope:
+    return enqueue(
         session,
         OutboxMessage,
         stream,

@@ -72,8 +72,10 @@ class Case(UUIDPrimaryKey, Timestamps, Base):
     __table_args__ = (Index("ix_cases_queue", "department", "region_code", "status", "deadline"),)
 
     application_id: Mapped[uuid.UUID] = mapped_column(index=True)
-    # The route message that opened this case: a redelivery finds it and opens nothing new.
+    # The route message that opened this case: a redelivery finds it and opens nothing new,
+    # but announces the case again (same event id) in case intake never heard of it.
     route_event_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    opened_event_id: Mapped[uuid.UUID | None]
     department: Mapped[str] = mapped_column(String(40))
     item_code: Mapped[str] = mapped_column(String(40))
     region_code: Mapped[str] = mapped_column(String(6))
