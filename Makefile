@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format test-fast clean
+.PHONY: run test lint format test-fast test-faults clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/relief up
 
-## test: lint, type-check and the whole test suite against real PostgreSQL and Redis
+## test: lint, type-check and the test suite against real PostgreSQL and Redis
+##       (the slow fault tests run separately: make test-faults)
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
+
+## test-faults: kill workers, relays, Redis and PostgreSQL under load; reconcile (~5 min)
+test-faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 ## lint: ruff and mypy
 lint: $(STAMP)
@@ -27,7 +32,7 @@ lint: $(STAMP)
 
 ## test-fast: the suite without the end-to-end tests that start processes
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -m "not e2e and not faults"
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -22,6 +22,8 @@ class VerificationSettings(ServiceSettings):
     access_token_ttl_seconds: int = 8 * 3600
     # How often the worker looks for cases that went past their deadline.
     overdue_sweep_seconds: float = Field(default=60.0, gt=0)
+    # How often every account's token state is copied to Redis for the other services.
+    staff_token_sync_seconds: float = Field(default=5.0, gt=0)
     object_store_dir: Path | None = None  # default: <RELIEF_HOME>/objects, shared with intake
 
     def object_store_path(self) -> Path:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.verification.accounts.repository import token_states
 from services.verification.cases.deadlines import announce_overdue
 from services.verification.cases.routing import HANDLERS, reannounce_opened
 from services.verification.models import InboxEvent, OutboxMessage
 from services.verification.settings import VerificationSettings
+from shared import staff_tokens
 from shared.events import Envelope, route_stream
+from shared.redis import create_redis
 from shared.runner import Periodic, run_consumer, run_relay
 
 GROUP = "verification"
@@ -24,6 +27,13 @@ async def handle_route(session: AsyncSession, envelope: Envelope, stream: str) -
 
 
 async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None = None) -> None:
+    redis = create_redis(settings.require_redis_url())
+
+    async def sync_tokens(sessionmaker: async_sessionmaker[AsyncSession]) -> int:
+        async with sessionmaker() as session:
+            states = await token_states(session)
+        return await staff_tokens.publish_all(redis, states)
+
     await run_consumer(
         settings,
         service="verification",
@@ -33,7 +43,10 @@ async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None 
         handler=handle_route,
         on_duplicate=reannounce_opened,
         stop=stop,
-        periodic=[Periodic(settings.overdue_sweep_seconds, announce_overdue)],
+        periodic=[
+            Periodic(settings.overdue_sweep_seconds, announce_overdue),
+            Periodic(settings.staff_token_sync_seconds, sync_tokens),
+        ],
     )
 
 

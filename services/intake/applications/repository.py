@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -90,8 +90,10 @@ def add_timeline(
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """Who sees an application: the citizen who submitted it, a citizen bound to the person
-    it is for (name, ID number and phone all match), or the grid worker who entered it."""
+    """Who sees an application: the citizen who submitted it, the grid worker who entered
+    it, and — for what a grid worker entered (no owner) — a citizen bound to the person it
+    is for (name, ID number and phone all match). A binding never opens what another WeChat
+    user submitted himself."""
     if principal.role is Role.GRID_WORKER:
         return Application.submitted_by == principal.subject
     bound = exists().where(
@@ -100,7 +102,10 @@ def visible_to(principal: Principal) -> ColumnElement[bool]:
         CitizenBinding.phone_hash == Application.phone_hash,
         CitizenBinding.name == Application.applicant_name,
     )
-    return or_(Application.owner_openid == principal.subject, bound)
+    return or_(
+        Application.owner_openid == principal.subject,
+        and_(Application.owner_openid.is_(None), bound),
+    )
 
 
 async def get_visible(

@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
+from services.intake.auth.repository import active_grid_worker
 from services.intake.settings import IntakeSettings
 from shared.auth import Audience, Principal, Role, bearer_token, decode_token
-from shared.errors import Forbidden
+from shared.db import DbSession
+from shared.errors import Forbidden, Unauthorized
 from shared.objectstore import DirectoryObjectStore
 from shared.pii import PiiCipher, cipher_for
 from shared.ratelimit import RateLimiter
@@ -54,12 +56,17 @@ def _client_ip(request: Request, settings: Settings) -> str:
 ClientIp = Annotated[str, Depends(_client_ip)]
 
 
-def _current_citizen(
-    settings: Settings, authorization: Annotated[str | None, Header()] = None
+async def _current_citizen(
+    settings: Settings, session: DbSession, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     principal = decode_token(settings, bearer_token(authorization), audience=Audience.CITIZEN)
     if principal.role not in (Role.CITIZEN, Role.GRID_WORKER):
         raise Forbidden()
+    if (
+        principal.role is Role.GRID_WORKER
+        and await active_grid_worker(session, principal.subject) is None
+    ):
+        raise Unauthorized("网格员账号已停用", code="account_disabled")
     return principal
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel
 
 from services.notify.reminders.service import reminders_for
+from shared import staff_tokens
 from shared.auth import Audience, Principal, Role, bearer_token, decode_token
 from shared.db import DbSession
 from shared.errors import Forbidden
@@ -16,15 +17,17 @@ from shared.pagination import MAX_LIMIT
 router = APIRouter(tags=["reminders"])
 
 
-def current_staff(
+async def current_staff(
     request: Request, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
-    """A staff token (issued by verification; notify checks signature and expiry only)."""
+    """A staff token issued by verification, refused when verification has since disabled
+    the account or reset its password (shared through Redis)."""
     principal = decode_token(
         request.app.state.settings, bearer_token(authorization), audience=Audience.STAFF
     )
     if principal.role not in (Role.CLERK, Role.SUPERVISOR, Role.ADMIN):
         raise Forbidden()
+    await staff_tokens.check(request.app.state.redis, principal)
     return principal
 
 

@@ -27,3 +27,9 @@ async def listing(
     if after_username is not None:
         query = query.where(StaffUser.username > after_username)
     return list((await session.scalars(query)).all())
+
+
+async def token_states(session: AsyncSession) -> list[tuple[str, int, bool]]:
+    """(user id, token version, disabled) of every account: what other services check."""
+    rows = await session.execute(select(StaffUser.id, StaffUser.token_version, StaffUser.disabled))
+    return [(str(user_id), int(version), bool(disabled)) for user_id, version, disabled in rows]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from services.verification.accounts import service
 from services.verification.accounts.dependencies import CurrentAdmin, Settings
@@ -14,6 +14,8 @@ from services.verification.accounts.schemas import (
     UserOut,
     UserPage,
 )
+from services.verification.models import StaffUser
+from shared import staff_tokens
 from shared.auth import Role
 from shared.db import DbSession
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
@@ -22,6 +24,13 @@ auth_router = APIRouter(prefix="/auth", tags=["auth"])
 users_router = APIRouter(prefix="/users", tags=["users"])
 
 Username = Annotated[str, Path(min_length=1, max_length=50)]
+
+
+async def _announce_token_state(request: Request, user: StaffUser) -> None:
+    """Tell the other services at once (the worker's sync would within seconds)."""
+    await staff_tokens.publish(
+        request.app.state.redis, str(user.id), user.token_version, user.disabled
+    )
 
 
 @auth_router.post("/login", summary="工作人员登录")
@@ -54,20 +63,34 @@ async def create_user(body: UserCreateIn, _: CurrentAdmin, session: DbSession) -
 
 
 @users_router.post("/{username}/disable", summary="停用账号，已签发的登录凭证随即失效")
-async def disable_user(username: Username, admin: CurrentAdmin, session: DbSession) -> UserOut:
-    return service.user_out(await service.disable_user(session, username, acting=admin))
+async def disable_user(
+    username: Username, admin: CurrentAdmin, session: DbSession, request: Request
+) -> UserOut:
+    user = await service.disable_user(session, username, acting=admin)
+    await _announce_token_state(request, user)
+    return service.user_out(user)
 
 
 @users_router.post("/{username}/enable", summary="重新启用账号")
-async def enable_user(username: Username, _: CurrentAdmin, session: DbSession) -> UserOut:
-    return service.user_out(await service.enable_user(session, username))
+async def enable_user(
+    username: Username, _: CurrentAdmin, session: DbSession, request: Request
+) -> UserOut:
+    user = await service.enable_user(session, username)
+    await _announce_token_state(request, user)
+    return service.user_out(user)
 
 
 @users_router.post("/{username}/reset-password", summary="重置密码并解除锁定，旧凭证失效")
 async def reset_password(
-    username: Username, body: PasswordResetIn, _: CurrentAdmin, session: DbSession
+    username: Username,
+    body: PasswordResetIn,
+    _: CurrentAdmin,
+    session: DbSession,
+    request: Request,
 ) -> UserOut:
-    return service.user_out(await service.reset_password(session, username, body.password))
+    user = await service.reset_password(session, username, body.password)
+    await _announce_token_state(request, user)
+    return service.user_out(user)
 
 
 # The app mounts one router per domain.
