@@ -340,6 +340,30 @@ def metrics_rebuild() -> None:
     typer.echo(f"closure counters rebuilt: {rows} rollup rows")
 
 
+async def _in_intake(work: Callable[[Any], Awaitable[None]]) -> None:
+    """Run `work(session)` in one intake transaction."""
+    from services.intake.settings import IntakeSettings
+    from shared.db import create_engine, create_sessionmaker, unit_of_work
+
+    engine = create_engine(IntakeSettings(), application_name="relief-cli")
+    try:
+        async with unit_of_work(create_sessionmaker(engine)) as session:
+            await work(session)
+    finally:
+        await engine.dispose()
+
+
+def _run_intake(work: Callable[[Any], Awaitable[None]]) -> None:
+    from shared.errors import AppError
+
+    with infrastructure():
+        try:
+            asyncio.run(_in_intake(work))
+        except AppError as exc:
+            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
+            raise typer.Exit(2) from exc
+
+
 @grid_app.command("add")
 def grid_workers_add(
     openid: Annotated[str, typer.Option(help="the grid worker's WeChat openid")],
@@ -348,25 +372,26 @@ def grid_workers_add(
 ) -> None:
     """Register (or update) a grid worker: his WeChat logins then carry the grid_worker role."""
     from services.intake.auth.service import register_grid_worker
-    from services.intake.settings import IntakeSettings
-    from shared.db import create_engine, create_sessionmaker, unit_of_work
-    from shared.errors import AppError
 
-    async def add() -> None:
-        engine = create_engine(IntakeSettings(), application_name="relief-cli")
-        try:
-            async with unit_of_work(create_sessionmaker(engine)) as session:
-                await register_grid_worker(session, openid=openid, name=name, region_code=region)
-        finally:
-            await engine.dispose()
+    async def add(session: Any) -> None:
+        await register_grid_worker(session, openid=openid, name=name, region_code=region)
 
-    with infrastructure():
-        try:
-            asyncio.run(add())
-        except AppError as exc:
-            typer.echo(f"error: {exc.code}: {exc.message}", err=True)
-            raise typer.Exit(2) from exc
+    _run_intake(add)
     typer.echo(f"grid worker {name} ({openid}) reports for {region}")
+
+
+@grid_app.command("remove")
+def grid_workers_remove(
+    openid: Annotated[str, typer.Option(help="the grid worker's WeChat openid")],
+) -> None:
+    """Deactivate a grid worker: his current tokens stop working at once."""
+    from services.intake.auth.service import deactivate_grid_worker
+
+    async def remove(session: Any) -> None:
+        await deactivate_grid_worker(session, openid=openid)
+
+    _run_intake(remove)
+    typer.echo(f"grid worker {openid} deactivated")
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from services.intake.auth.service import register_grid_worker
+from services.intake.auth.service import deactivate_grid_worker, register_grid_worker
 from shared.db import unit_of_work
 from tests.factories import APPROVAL, application_body, resident_id
 from tests.integration.conftest import (
@@ -208,6 +208,13 @@ async def test_grid_worker_reports_for_a_citizen_who_then_sees_it(
         f"/api/v1/applications/{app_id}/rating", headers=worker, json={"score": 5}
     )
     assert rating_by_worker.status_code == 403
+
+    # Deactivated: his token stops working at once.
+    async with unit_of_work(sessionmaker) as session:
+        await deactivate_grid_worker(session, openid="grid-li")
+    refused = await intake.get("/api/v1/applications", headers=worker)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "account_disabled"
 
 
 async def test_attachments_are_checked_by_content_and_shown_only_to_those_allowed(

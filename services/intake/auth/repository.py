@@ -62,3 +62,10 @@ async def upsert_grid_worker(session: AsyncSession, worker: GridWorker) -> None:
             set_={"name": worker.name, "region_code": worker.region_code, "active": True},
         )
     )
+
+
+async def deactivate_grid_worker(session: AsyncSession, openid: str) -> bool:
+    result = await session.execute(
+        update(GridWorker).where(GridWorker.openid == openid).values(active=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -18,7 +18,14 @@ from services.intake.auth.schemas import TokenOut
 from services.intake.models import GridWorker, RefreshToken
 from services.intake.settings import IntakeSettings
 from shared.auth import Audience, Principal, Role, issue_token
-from shared.errors import AppError, Forbidden, InvalidInput, ServiceUnavailable, Unauthorized
+from shared.errors import (
+    AppError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from shared.pii import PiiCipher
 from shared.ratelimit import RateLimiter, TooManyRequests
 from shared.regions import regions
@@ -202,3 +209,9 @@ async def register_grid_worker(
     await repository.upsert_grid_worker(
         session, GridWorker(openid=openid, name=name, region_code=region_code)
     )
+
+
+async def deactivate_grid_worker(session: AsyncSession, *, openid: str) -> None:
+    """His tokens stop working at once (checked on every request)."""
+    if not await repository.deactivate_grid_worker(session, openid):
+        raise NotFound("找不到该网格员")
