@@ -364,6 +364,29 @@ def _run_intake(work: Callable[[Any], Awaitable[None]]) -> None:
             raise typer.Exit(2) from exc
 
 
+@app.command()
+def bench(
+    connections: Annotated[
+        str, typer.Option(help="comma-separated connection counts")
+    ] = "32,128,512",
+    seconds: Annotated[float, typer.Option(help="seconds per load level")] = 15,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 2,
+) -> None:
+    """Measure intake (throughput, latency, submission-to-queue) against a minimal baseline on
+    the same server settings, with wrk. Prints a table; saves JSON under runs/bench/."""
+    from services.bench.runner import render, run
+
+    base = ServiceSettings()
+    report = run(
+        connections=[int(c) for c in connections.split(",") if c.strip()],
+        seconds=seconds,
+        workers=workers,
+        home=base.home / "bench",
+        out_dir=Path("runs") / "bench",
+    )
+    typer.echo(render(report))
+
+
 @grid_app.command("add")
 def grid_workers_add(
     openid: Annotated[str, typer.Option(help="the grid worker's WeChat openid")],

@@ -28,6 +28,7 @@ from shared.catalog import (
     FieldType,
     FormField,
     Item,
+    catalog,
     decimal_places,
 )
 from shared.errors import InvalidInput
@@ -358,3 +359,29 @@ def _detail(name: str, code: str, message: str) -> dict[str, str]:
 
 def _invalid(details: list[dict[str, str]]) -> InvalidInput:
     return InvalidInput(FORM_INVALID_MESSAGE, code=FORM_INVALID_CODE, details=details)
+
+
+def sample_form(item_code: str) -> dict[str, Any]:
+    """A valid form for any catalog item, derived from its field specs (the required fields):
+    for examples, tests, load tests and benchmarks."""
+    item = catalog().item(item_code)
+    assert item is not None, item_code
+    form: dict[str, Any] = {}
+    for spec in item.fields:
+        if not spec.required:
+            continue
+        match spec.type:
+            case "string" | "text":
+                form[spec.name] = "测试内容"
+            case "integer":
+                form[spec.name] = int(spec.min) if spec.min is not None else 1
+            case "decimal":
+                form[spec.name] = str(spec.min if spec.min is not None else "100.00")
+            case "date":
+                form[spec.name] = "2026-01-15"
+            case "boolean":
+                form[spec.name] = False
+            case "choice":
+                assert spec.choices
+                form[spec.name] = spec.choices[0].value
+    return form

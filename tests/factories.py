@@ -8,6 +8,7 @@ from typing import Any
 from stdnum.cn import ric
 
 from shared.catalog import catalog
+from shared.forms import sample_form
 
 _sequence = itertools.count(100)
 
@@ -16,31 +17,6 @@ def resident_id(region: str = "530129", birth: str = "19750312", seq: int | None
     """A valid 18-character resident ID (correct check character)."""
     body = f"{region}{birth}{(seq if seq is not None else next(_sequence)) % 1000:03d}"
     return body + ric.calc_check_digit(body + "0")
-
-
-def sample_form(item_code: str) -> dict[str, Any]:
-    """A valid form for any catalog item, derived from its field specs (required fields)."""
-    item = catalog().item(item_code)
-    assert item is not None, item_code
-    form: dict[str, Any] = {}
-    for spec in item.fields:
-        if not spec.required:
-            continue
-        match spec.type:
-            case "string" | "text":
-                form[spec.name] = "测试内容"
-            case "integer":
-                form[spec.name] = int(spec.min) if spec.min is not None else 1
-            case "decimal":
-                form[spec.name] = str(spec.min if spec.min is not None else "100.00")
-            case "date":
-                form[spec.name] = "2026-01-15"
-            case "boolean":
-                form[spec.name] = False
-            case "choice":
-                assert spec.choices
-                form[spec.name] = spec.choices[0].value
-    return form
 
 
 def application_body(**overrides: Any) -> dict[str, Any]:

@@ -1,0 +1,334 @@
+"""`relief bench`: intake's submission throughput and latency, submission-to-queue latency,
+and a minimal baseline on the same server settings, loaded the same way by wrk (a C load
+generator that leaves the CPU to the server). One JSON report per run under runs/bench/."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from pydantic import SecretStr
+
+from services.bench.baseline import SCHEMA_SQL
+from services.bench.lua import baseline_script, intake_script
+from shared import migrations
+from shared.auth import Audience, Principal, Role, issue_token
+from shared.db import plain_url
+from shared.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from shared.forms import sample_form
+from shared.settings import DEV_PLACEHOLDER, ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+DATABASE = "relief_bench"
+CITIZENS = 500  # tokens spread over many users, as real traffic is
+
+
+@dataclass
+class WrkResult:
+    connections: int
+    seconds: float
+    requests_per_second: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    requests: int
+    non_2xx: int
+    socket_errors: int
+
+
+@dataclass
+class BenchReport:
+    started_at: str
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    baseline: list[WrkResult] = field(default_factory=list)
+    intake: list[WrkResult] = field(default_factory=list)
+    submission_to_queue_ms: dict[str, float] = field(default_factory=dict)
+    ratio_to_baseline: dict[str, float] = field(default_factory=dict)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", value).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def parse_wrk(output: str, connections: int, seconds: float) -> WrkResult:
+    def find(pattern: str, default: str = "0") -> str:
+        match = re.search(pattern, output)
+        return match.group(1) if match else default
+
+    errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    return WrkResult(
+        connections=connections,
+        seconds=seconds,
+        requests_per_second=float(find(r"Requests/sec:\s+([\d.]+)")),
+        p50_ms=_ms(find(r"\s50%\s+([\d.]+\w+)", "0ms")),
+        p90_ms=_ms(find(r"\s90%\s+([\d.]+\w+)", "0ms")),
+        p99_ms=_ms(find(r"\s99%\s+([\d.]+\w+)", "0ms")),
+        requests=int(find(r"(\d+) requests in")),
+        non_2xx=int(find(r"Non-2xx or 3xx responses: (\d+)")),
+        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
+    )
+
+
+def run_wrk(url: str, script: str, connections: int, seconds: float) -> WrkResult:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed: apt-get install wrk")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+    try:
+        output = subprocess.run(
+            [
+                wrk,
+                "-t1",
+                f"-c{connections}",
+                f"-d{int(seconds)}s",
+                "--latency",
+                "--timeout",
+                "10s",
+                "-s",
+                fh.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=seconds + 60,
+        ).stdout
+    finally:
+        os.unlink(fh.name)
+    return parse_wrk(output, connections, seconds)
+
+
+@contextlib.contextmanager
+def _process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"not ready: {url}")
+
+
+async def _prepare_database(url: str) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        for statement in SCHEMA_SQL:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def _queue_latency(url: str) -> dict[str, float]:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        row = await conn.fetchrow(
+            """
+            SELECT count(*) AS n,
+                   percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50,
+                   percentile_cont(0.95) WITHIN GROUP (ORDER BY ms) AS p95,
+                   percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
+                   max(ms) AS max
+            FROM (SELECT extract(epoch FROM c.created_at - a.created_at) * 1000 AS ms
+                  FROM verification.cases c JOIN intake.applications a ON a.id = c.application_id) t
+            """
+        )
+    finally:
+        await conn.close()
+    return {k: round(float(row[k] or 0), 1) for k in ("n", "p50", "p95", "p99", "max")}
+
+
+async def _wait_routed(url: str, within: float = 120) -> None:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            waiting = await conn.fetchval(
+                "SELECT count(*) FROM intake.applications WHERE routed_at IS NULL"
+            )
+            if waiting == 0:
+                return
+            await asyncio.sleep(0.5)
+    finally:
+        await conn.close()
+
+
+def run(
+    *,
+    connections: list[int],
+    seconds: float,
+    workers: int,
+    home: Path,
+    out_dir: Path,
+) -> BenchReport:
+    postgres = EmbeddedPostgres(home, preferred_port=None, durable=True)
+    redis = EmbeddedRedis(home, preferred_port=None, durable=True)
+    started = [postgres.start(), redis.start()]
+    try:
+        postgres.drop_database(DATABASE)
+        postgres.ensure_database(DATABASE)
+        redis_url = redis.url(1)
+        database_url = postgres.url(DATABASE)
+        asyncio.run(_prepare_database(database_url))
+        for service in ("intake", "verification", "notify"):
+            migrations.upgrade(service, database_url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
+        env.update(
+            {
+                "RELIEF_ENV": "dev",
+                "RELIEF_HOME": str(home),
+                "RELIEF_DATABASE_URL": database_url,
+                "RELIEF_REDIS_URL": redis_url,
+                "RELIEF_LOG_LEVEL": "WARNING",
+                "RELIEF_LOG_JSON": "true",
+                # The bench measures the work, not the abuse limits (which stay on: counted).
+                "RELIEF_RATE_SUBMIT_PER_USER": "1000000/hour",
+                "RELIEF_RATE_SUBMIT_PER_IP": "100000000/hour",
+            }
+        )
+        # Signed as the bench's own servers (dev settings, no RELIEF_ variables) verify.
+        settings = ServiceSettings(env="dev", jwt_secret=SecretStr(DEV_PLACEHOLDER))
+        report = BenchReport(
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+            settings={
+                "uvicorn_workers": workers,
+                "db_pool_size": settings.db_pool_size,
+                "db_max_overflow": settings.db_max_overflow,
+                "seconds": seconds,
+            },
+        )
+        logs = home / "bench-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+
+        port = free_port()
+        baseline = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "services.bench.baseline:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+        with _process(baseline, env, logs / "baseline.log"):
+            _wait_ready(f"http://127.0.0.1:{port}/baseline")
+            for c in connections:
+                report.baseline.append(
+                    run_wrk(f"http://127.0.0.1:{port}/baseline", baseline_script(), c, seconds)
+                )
+
+        port = free_port()
+        env_intake = {**env, "RELIEF_INTAKE_PORT": str(port)}
+        cmd = [sys.executable, "-m", "services.cli"]
+        pipeline = [
+            ([*cmd, "serve", "intake", "--workers", str(workers)], "intake-api"),
+            ([*cmd, "relay", "intake"], "intake-relay"),
+            ([*cmd, "worker", "verification"], "verification-worker"),
+            ([*cmd, "relay", "verification"], "verification-relay"),
+            ([*cmd, "worker", "intake"], "intake-worker"),
+            ([*cmd, "worker", "notify"], "notify-worker"),
+        ]
+        with contextlib.ExitStack() as stack:
+            for argv, name in pipeline:
+                stack.enter_context(_process(argv, env_intake, logs / f"{name}.log"))
+            _wait_ready(f"http://127.0.0.1:{port}/readyz")
+            tokens = [
+                issue_token(
+                    settings,
+                    Principal(subject=f"bench-citizen-{n}", role=Role.CITIZEN),
+                    audience=Audience.CITIZEN,
+                    ttl_seconds=3600,
+                )
+                for n in range(CITIZENS)
+            ]
+            script = intake_script(tokens, sample_form("medical_assistance"))
+            for c in connections:
+                report.intake.append(
+                    run_wrk(f"http://127.0.0.1:{port}/api/v1/applications", script, c, seconds)
+                )
+            asyncio.run(_wait_routed(database_url))
+        report.submission_to_queue_ms = asyncio.run(_queue_latency(database_url))
+        for base, ours in zip(report.baseline, report.intake, strict=True):
+            if base.requests_per_second:
+                report.ratio_to_baseline[str(ours.connections)] = round(
+                    ours.requests_per_second / base.requests_per_second, 2
+                )
+    finally:
+        if started[1]:
+            redis.stop()
+        if started[0]:
+            postgres.stop()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = report.started_at.replace(":", "").replace("-", "")
+    (out_dir / f"bench-{stamp}.json").write_text(json.dumps(asdict(report), indent=2))
+    return report
+
+
+def render(report: BenchReport) -> str:
+    lines = [
+        f"relief bench — {report.started_at}, {report.machine['cpus']} CPUs, "
+        f"uvicorn workers {report.settings['uvicorn_workers']}"
+    ]
+    lines.append(
+        f"{'':10} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
+        f"{'non-2xx':>8} {'errors':>7}"
+    )
+    for label, results in (("baseline", report.baseline), ("intake", report.intake)):
+        for r in results:
+            lines.append(
+                f"{label:10} {r.connections:>5} {r.requests_per_second:>9.0f} "
+                f"{r.p50_ms:>8.1f} {r.p90_ms:>8.1f} {r.p99_ms:>8.1f} "
+                f"{r.non_2xx:>8} {r.socket_errors:>7}"
+            )
+    lines.append(
+        "intake / baseline: "
+        + ", ".join(f"{c} conns {ratio:.2f}x" for c, ratio in report.ratio_to_baseline.items())
+    )
+    q = report.submission_to_queue_ms
+    lines.append(
+        f"submission to clerk queue ({q.get('n', 0):.0f} applications): "
+        f"p50 {q.get('p50', 0)} ms, p95 {q.get('p95', 0)} ms, p99 {q.get('p99', 0)} ms"
+    )
+    return "\n".join(lines)

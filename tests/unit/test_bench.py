@@ -1,0 +1,42 @@
+"""relief bench reads wrk's report correctly and writes scripts wrk can run."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.bench.lua import intake_script
+from services.bench.runner import parse_wrk
+
+WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:40123/baseline
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    15.20ms    4.10ms  90.00ms   80.00%
+    Req/Sec     2.10k   150.00     2.40k    70.00%
+  Latency Distribution
+     50%   14.00ms
+     75%   17.00ms
+     90%   21.50ms
+     99%  950.00us
+  31500 requests in 15.00s, 6.00MB read
+  Socket errors: connect 0, read 2, write 0, timeout 1
+  Non-2xx or 3xx responses: 7
+Requests/sec:   2100.00
+Transfer/sec:    409.60KB
+"""
+
+
+def test_wrk_report_is_read() -> None:
+    result = parse_wrk(WRK_OUTPUT, 32, 15)
+    assert result.requests_per_second == 2100.0
+    assert (result.p50_ms, result.p90_ms) == (14.0, 21.5)
+    assert result.p99_ms == pytest.approx(0.95)  # microseconds read as milliseconds
+    assert result.requests == 31500
+    assert result.non_2xx == 7
+    assert result.socket_errors == 3
+
+
+def test_intake_script_builds_unique_valid_ids() -> None:
+    script = intake_script(["t"], {"x": 1})
+    assert "530129" in script
+    assert "10X98765432" in script  # the GB 11643 check characters
+    assert '"Idempotency-Key"' in script
