@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -14,7 +15,7 @@ from services.verification.settings import VerificationSettings
 from shared.settings import ServiceSettings
 
 SETTINGS = [ServiceSettings, IntakeSettings, VerificationSettings, NotifySettings]
-REAL = {
+REAL: dict[str, Any] = {
     "jwt_secret": "j" * 40,
     "pii_hash_key": "h" * 40,
     "pii_keys": {"k1": base64.b64encode(os.urandom(32)).decode()},
