@@ -205,7 +205,27 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_error(_: Request, exc: DBAPIError) -> JSONResponse:
         if is_connection_error(exc):
             return await _unavailable(exc)
+        if refused_characters(exc):
+            # Text PostgreSQL cannot hold (NUL, \u0000 in JSON): the client's input, and the
+            # transaction was rolled back whole.
+            return JSONResponse(
+                error_body(
+                    "text_invalid_characters",
+                    "提交的内容含有无法识别的字符（如空字符），请删除后重试",
+                ),
+                status_code=422,
+            )
         raise exc
+
+
+_REFUSED_TEXT_STATES = {"22021", "22P05"}  # character_not_in_repertoire, untranslatable
+
+
+def refused_characters(exc: DBAPIError) -> bool:
+    for candidate in (exc.orig, getattr(exc.orig, "__cause__", None)):
+        if getattr(candidate, "sqlstate", None) in _REFUSED_TEXT_STATES:
+            return True
+    return False
 
 
 def is_connection_error(exc: BaseException) -> bool:

@@ -16,6 +16,7 @@ from stdnum.cn import ric
 from stdnum.exceptions import ValidationError
 
 _MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
+_BODY = re.compile(r"[0-9]{17}[0-9X]")
 
 
 def normalize_resident_id(value: str) -> str:
@@ -30,7 +31,8 @@ def normalize_resident_id(value: str) -> str:
     number = ric.compact(value).upper()
     if len(number) != 18:
         raise PydanticCustomError("id_number_length", "身份证号码应为18位")
-    if not number[:17].isdigit() or not (number[17].isdigit() or number[17] == "X"):
+    # ASCII digits only: str.isdigit() also accepts ² and ①, which int() does not.
+    if not _BODY.fullmatch(number):
         raise PydanticCustomError("id_number_format", "身份证号码只能由数字和末位的X组成")
     if number[-1] != ric.calc_check_digit(number):
         raise PydanticCustomError("id_number_checksum", "身份证号码校验位不正确，请核对后重新输入")

@@ -158,3 +158,21 @@ async def test_the_prescreen_hint_travels_with_the_application(intake: httpx.Asy
     assert hint["below_line"] is True
     assert hint["level"] == "below_line"
     assert "监测线" in hint["hint_zh"]
+
+
+async def test_text_postgres_cannot_hold_is_refused_not_a_500(intake: httpx.AsyncClient) -> None:
+    """A NUL character (JSON "\\u0000") anywhere: 422, and nothing written."""
+    login = await intake.post("/api/v1/auth/wechat", json={"code": "dev:有\x00误"})
+    assert login.status_code == 422
+    assert login.json()["error"]["code"] == "text_invalid_characters"
+    citizen = await citizen_headers(intake, "openid-nul")
+    for body in (
+        application_body(description="家中困难\x00请帮助"),
+        application_body(form={"hospital_name": "县\x00医院"}),
+    ):
+        response = await intake.post(
+            "/api/v1/applications", json=body, headers={**citizen, "Idempotency-Key": "nul-1234"}
+        )
+        assert response.status_code == 422, response.text
+        assert CJK.search(response.json()["error"]["message"])
+    assert (await intake.get("/api/v1/applications", headers=citizen)).json()["items"] == []

@@ -80,7 +80,8 @@ async def closure_report(
             row, medians.get(None if row.get("key") is None else str(row["key"])), with_day=with_day
         )
         for row in rows
-        # A day that only saw closures of earlier applications has no receipts of its own.
-        if int(row["received"]) or with_day
+        # Groups with nothing received are left out, except the totals (always one row) and
+        # days, which may show only closures of earlier applications.
+        if int(row["received"]) or with_day or group_by is None
     ]
     return ClosureReport(group_by=group_by, groups=groups)
