@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint format test-fast test-faults clean
+.PHONY: run test lint format test-fast test-faults clean loadtest
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ test-fast: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+## loadtest: locust against the platform: SHAPE=daily|sweep|spike [SPEED=100] [HEADLESS=1|0];
+##           starts `relief up` (per-IP limits raised) unless LOADTEST_HOST names a running one;
+##           reports in runs/loadtest/<timestamp>-<shape>/, web UI on :8089 with HEADLESS=0
+loadtest: $(STAMP)
+	RELIEF_RATE_LOGIN_PER_IP=$${RELIEF_RATE_LOGIN_PER_IP:-100000/minute} \
+	RELIEF_RATE_SUBMIT_PER_IP=$${RELIEF_RATE_SUBMIT_PER_IP:-1000000/hour} \
+	$(BIN)/python -m loadtests.run --shape $(or $(SHAPE),daily) --speed $(or $(SPEED),100) \
+		--headless $(or $(HEADLESS),1)
 
 ## clean: remove the virtualenv and the embedded servers' state
 clean:
