@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,3 +62,14 @@ def _provide() -> Iterator[Infra]:
         yield Infra(infrastructure.database_url, infrastructure.redis_url, TEST_HOME)
     finally:
         infrastructure.stop_started()
+
+
+@pytest.fixture
+def server_home(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A folder for a test's own embedded servers, inside the repository's .relief/. Not under
+    pytest's tmp_path: pytest strips the search bit from /tmp/pytest-of-<user> whenever a
+    session starts, and PostgreSQL runs as another user that must reach its data."""
+    home = TEST_HOME / "servers" / f"{request.node.name[:40]}-{uuid.uuid4().hex[:8]}"
+    home.mkdir(parents=True)
+    yield home
+    shutil.rmtree(home, ignore_errors=True)

@@ -141,17 +141,17 @@ def test_happy_path_across_processes_and_clean_sigterm(
 
 
 def test_embedded_servers_from_scratch_and_ctrl_c_leaves_nothing(
-    tmp_path: Path, http: httpx.Client
+    server_home: Path, http: httpx.Client
 ) -> None:
     """No URLs: `relief up` starts its own PostgreSQL and Redis, and stops them on Ctrl-C."""
-    with relief_up(base_env(tmp_path), tmp_path) as system:
+    with relief_up(base_env(server_home), server_home) as system:
         for service in system.ports:
             ready = http.get(f"{system.url(service)}/readyz")
             assert ready.status_code == 200, ready.text
-        accounts = (tmp_path / "demo-accounts.json").read_text()
+        accounts = (server_home / "demo-accounts.json").read_text()
         assert "medins-clerk" in accounts
-        postgres_pid = int((tmp_path / "postgres/data/postmaster.pid").read_text().split()[0])
-        redis_pid = int((tmp_path / "redis/redis.pid").read_text().strip())
+        postgres_pid = int((server_home / "postgres/data/postmaster.pid").read_text().split()[0])
+        redis_pid = int((server_home / "redis/redis.pid").read_text().strip())
         servers = [psutil.Process(postgres_pid), psutil.Process(redis_pid)]
         tree = _stop(system, signal.SIGINT)
     _assert_all_gone(tree + servers)

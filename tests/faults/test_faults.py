@@ -46,8 +46,8 @@ async def _during_load(system: Platform, seconds: float, fault: object) -> LoadF
     return await load
 
 
-async def test_verification_worker_killed_mid_batch(tmp_path: Path) -> None:
-    async with platform(tmp_path) as system:
+async def test_verification_worker_killed_mid_batch(server_home: Path) -> None:
+    async with platform(server_home) as system:
 
         async def kill_worker() -> None:
             await asyncio.sleep(4)
@@ -62,8 +62,8 @@ async def test_verification_worker_killed_mid_batch(tmp_path: Path) -> None:
         _no_personal_data_leaked(system, figures)
 
 
-async def test_redis_restarted_with_its_data_gone(tmp_path: Path) -> None:
-    async with platform(tmp_path) as system:
+async def test_redis_restarted_with_its_data_gone(server_home: Path) -> None:
+    async with platform(server_home) as system:
 
         async def wipe_redis() -> None:
             await asyncio.sleep(5)
@@ -86,8 +86,8 @@ async def test_redis_restarted_with_its_data_gone(tmp_path: Path) -> None:
         assert_nothing_lost_or_doubled(figures, result)
 
 
-async def test_postgres_stopped_and_started_mid_run(tmp_path: Path) -> None:
-    async with platform(tmp_path) as system:
+async def test_postgres_stopped_and_started_mid_run(server_home: Path) -> None:
+    async with platform(server_home) as system:
         during_outage: dict[int, int] = {}
 
         async def outage() -> None:
@@ -120,8 +120,8 @@ async def test_postgres_stopped_and_started_mid_run(tmp_path: Path) -> None:
         assert_nothing_lost_or_doubled(figures, result)
 
 
-async def test_relays_killed_between_publish_and_marking(tmp_path: Path) -> None:
-    async with platform(tmp_path) as system:
+async def test_relays_killed_between_publish_and_marking(server_home: Path) -> None:
+    async with platform(server_home) as system:
 
         async def keep_killing_relays() -> None:
             for _ in range(8):
@@ -139,8 +139,8 @@ async def test_relays_killed_between_publish_and_marking(tmp_path: Path) -> None
         assert_nothing_lost_or_doubled(figures, result)
 
 
-async def test_every_event_delivered_twice_to_every_consumer(tmp_path: Path) -> None:
-    async with platform(tmp_path) as system:
+async def test_every_event_delivered_twice_to_every_consumer(server_home: Path) -> None:
+    async with platform(server_home) as system:
         figures = await run_load(system, seconds=8)
         before = await settle(system, figures)
         assert_nothing_lost_or_doubled(figures, before)
