@@ -106,15 +106,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Default: the service's setting")] = None,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
 ) -> None:
-    """Run one service's HTTP API."""
-    import uvicorn
+    """Run one service's HTTP API (with --workers N: N processes, each its own SO_REUSEPORT
+    socket, so the kernel spreads connections evenly)."""
+    from shared.serving import serve as serve_app
 
     _check_service(service)
     with infrastructure():
         settings = _service_settings(service)
-        uvicorn.run(
+        serve_app(
             f"services.{service}.app:create_app",
-            factory=True,
             host=settings.host,
             port=port or int(getattr(settings, "port")),  # noqa: B009
             workers=workers,

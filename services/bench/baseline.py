@@ -75,3 +75,26 @@ def create_app() -> FastAPI:
         return Created(id=item_id)
 
     return app
+
+
+def main() -> None:
+    """`python -m services.bench.baseline PORT WORKERS`: served as `relief serve` serves."""
+    import sys
+
+    from shared.serving import serve
+
+    port, workers = int(sys.argv[1]), int(sys.argv[2])
+    serve(
+        "services.bench.baseline:create_app",
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        log_level="warning",
+    )
+
+
+if __name__ == "__main__":
+    main()

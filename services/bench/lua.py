@@ -35,18 +35,22 @@ end
 """
 
 
-def intake_script(tokens: list[str], form: dict[str, object]) -> str:
+def intake_script(tokens: list[str], form: dict[str, object], *, first: int = 0) -> str:
+    """`first`: where this run's numbering starts. Each load level of a run gets its own
+    range, so no request repeats an earlier one's ID number or Idempotency-Key (a repeat
+    would be answered from the idempotency record, which is cheaper, and flatter us)."""
     token_table = "{" + ",".join(json.dumps(t) for t in tokens) + "}"
     form_json = json.dumps(form, ensure_ascii=False).replace("\\", "\\\\").replace('"', '\\"')
     return (
         _COMMON
         + _ID_NUMBER
+        + f"local first = {int(first)}\n"
         + f"local tokens = {token_table}\n"
         + f'local form = "{form_json}"\n'
         + r"""
 function request()
   counter = counter + 1
-  local n = thread_no * 10000000 + counter
+  local n = first + thread_no * 10000000 + counter
   local body = string.format(
     '{"item_code":"medical_assistance","applicant":{"name":"压测用户","id_number":"%s",' ..
     '"phone":"139%08d"},"household":{"region_code":"530129","township":"仁德街道",' ..
@@ -57,7 +61,7 @@ function request()
   local headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1],
-    ["Idempotency-Key"] = string.format("bench-%d-%d", thread_no, counter),
+    ["Idempotency-Key"] = string.format("bench-%d", n),
   }
   return wrk.format("POST", nil, headers, body)
 end

@@ -238,20 +238,7 @@ def run(
         logs.mkdir(parents=True, exist_ok=True)
 
         port = free_port()
-        baseline = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "services.bench.baseline:create_app",
-            "--factory",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ]
+        baseline = [sys.executable, "-m", "services.bench.baseline", str(port), str(workers)]
         with _process(baseline, env, logs / "baseline.log"):
             _wait_ready(f"http://127.0.0.1:{port}/baseline")
             for c in connections:
@@ -283,8 +270,9 @@ def run(
                 )
                 for n in range(CITIZENS)
             ]
-            script = intake_script(tokens, sample_form("medical_assistance"))
-            for c in connections:
+            form = sample_form("medical_assistance")
+            for level, c in enumerate(connections):
+                script = intake_script(tokens, form, first=level * 1_000_000)
                 report.intake.append(
                     run_wrk(f"http://127.0.0.1:{port}/api/v1/applications", script, c, seconds)
                 )

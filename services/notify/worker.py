@@ -7,7 +7,6 @@ import asyncio
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.notify.facts.service import apply_event
@@ -32,8 +31,7 @@ def event_handler(settings: NotifySettings) -> Handler:
     return handle
 
 
-def periodic_jobs(settings: NotifySettings, redis: Redis) -> list[Periodic]:
-    sender = Sender(settings, redis)
+def periodic_jobs(settings: NotifySettings, sender: Sender) -> list[Periodic]:
     zone = ZoneInfo(settings.report_timezone)
     before = timedelta(hours=settings.reminder_before_hours)
 
@@ -48,6 +46,7 @@ def periodic_jobs(settings: NotifySettings, redis: Redis) -> list[Periodic]:
 
 async def run_worker(settings: NotifySettings, stop: asyncio.Event | None = None) -> None:
     redis = create_redis(settings.require_redis_url())
+    sender = Sender(settings, redis)
     try:
         await run_consumer(
             settings,
@@ -57,7 +56,8 @@ async def run_worker(settings: NotifySettings, stop: asyncio.Event | None = None
             inbox_model=InboxEvent,
             handler=event_handler(settings),
             stop=stop,
-            periodic=periodic_jobs(settings, redis),
+            periodic=periodic_jobs(settings, sender),
         )
     finally:
+        await sender.aclose()
         await redis.aclose()

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import InboxEvent, OutboxMessage
@@ -284,3 +284,73 @@ async def test_streams_are_trimmed_only_past_what_every_group_has_read(
     remaining = [mid for mid, _ in await stream_entries(redis, STREAM)]
     assert remaining[0] == ids[1]
     assert len(remaining) == 4
+
+
+class Committing:
+    """A handler whose effect is a row (an outbox message per event), so what counts is what
+    committed; notes each call's transaction id; fails on one event's payload if told to."""
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.fail_on = fail_on
+        self.transactions: list[int] = []
+
+    async def __call__(self, session: AsyncSession, envelope: Envelope, stream: str) -> None:
+        if envelope.payload["n"] == self.fail_on:
+            raise RuntimeError("handler failed on purpose")
+        self.transactions.append(int(await session.scalar(text("SELECT txid_current()")) or 0))
+        enqueue(session, OutboxMessage, "relief:test:effects", envelope)
+
+
+async def _effects(sessionmaker: async_sessionmaker[AsyncSession]) -> list[int]:
+    async with sessionmaker() as session:
+        rows = await session.scalars(
+            select(OutboxMessage.envelope).where(OutboxMessage.stream == "relief:test:effects")
+        )
+        return sorted(int(envelope["payload"]["n"]) for envelope in rows)
+
+
+async def _five_waiting(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession], handler: Committing
+) -> StreamConsumer:
+    consumer = StreamConsumer(
+        redis=redis,
+        sessionmaker=sessionmaker,
+        inbox_model=InboxEvent,
+        group=GROUP,
+        consumer="c1",
+        streams=[STREAM],
+        handler=handler,
+    )
+    await consumer.ensure_groups()
+    for n in range(5):
+        await redis.xadd(STREAM, _envelope(n).to_fields())
+    return consumer
+
+
+async def test_a_batch_is_applied_in_one_transaction_and_acknowledged(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    handler = Committing()
+    consumer = await _five_waiting(redis, sessionmaker, handler)
+    assert await consumer.read_batch() == 5
+    assert len(handler.transactions) == 5
+    assert len(set(handler.transactions)) == 1
+    assert await _effects(sessionmaker) == [0, 1, 2, 3, 4]
+    assert consumer.stats.processed == 5
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+
+
+async def test_one_failing_message_costs_its_batch_nothing(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    handler = Committing(fail_on=2)
+    consumer = await _five_waiting(redis, sessionmaker, handler)
+    assert await consumer.read_batch() == 5
+    # The batch was rolled back and the messages applied one by one: each effect once.
+    assert await _effects(sessionmaker) == [0, 1, 3, 4]
+    assert consumer.stats.processed == 4
+    assert consumer.stats.failed == 1
+    pending: Any = await redis.xpending_range(STREAM, GROUP, min="-", max="+", count=10)
+    assert len(pending) == 1
+    async with sessionmaker() as session:
+        assert await session.scalar(select(func.count()).select_from(InboxEvent)) == 4

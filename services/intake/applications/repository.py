@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,15 +22,26 @@ from shared.auth import Principal, Role
 
 
 async def claim_idempotency_key(
-    session: AsyncSession, owner: str, key: str, request_hash: str
+    session: AsyncSession,
+    owner: str,
+    key: str,
+    request_hash: str,
+    *,
+    status_code: int | None = None,
+    response_body: dict[str, Any] | None = None,
 ) -> bool:
-    """Insert the key; False if it exists. A concurrent insert of the same key waits here for
-    the other transaction, so an in-flight first request is never run twice."""
+    """Insert the key (with the answer, when it is known before the work is done: it commits
+    or rolls back with that work); False if it exists. A concurrent insert of the same key
+    waits here for the other transaction, so an in-flight first request is never run twice."""
     inserted = await session.scalar(
-        insert(IdempotencyRecord)
-        .values(owner=owner, key=key, request_hash=request_hash)
-        .on_conflict_do_nothing()
-        .returning(IdempotencyRecord.key)
+        _CLAIM_KEY,
+        {
+            "owner": owner,
+            "key": key,
+            "request_hash": request_hash,
+            "status_code": status_code,
+            "response_body": response_body,
+        },
     )
     return inserted is not None
 
@@ -39,16 +50,6 @@ async def get_idempotency_record(
     session: AsyncSession, owner: str, key: str
 ) -> IdempotencyRecord | None:
     return await session.get(IdempotencyRecord, (owner, key))
-
-
-async def store_idempotent_response(
-    session: AsyncSession, owner: str, key: str, status_code: int, body: dict[str, Any]
-) -> None:
-    await session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.owner == owner, IdempotencyRecord.key == key)
-        .values(status_code=status_code, response_body=body)
-    )
 
 
 async def find_open_duplicate(
@@ -63,8 +64,31 @@ async def find_open_duplicate(
     )
 
 
-def add_application(session: AsyncSession, application: Application) -> None:
-    session.add(application)
+async def insert_application(session: AsyncSession, values: dict[str, Any]) -> bool:
+    """Insert a new application; False, with nothing written, if the person already has an
+    open one for the item (the partial unique index decides, so concurrent submissions
+    cannot both pass)."""
+    inserted = await session.scalar(_INSERT_APPLICATION, values)
+    return inserted is not None
+
+
+# Built once: constructing a 30-column INSERT per request costs more than executing it.
+_INSERT_APPLICATION = insert(Application).on_conflict_do_nothing().returning(Application.id)
+_CLAIM_KEY = insert(IdempotencyRecord).on_conflict_do_nothing().returning(IdempotencyRecord.key)
+
+
+async def insert_timeline(session: AsyncSession, entry: TimelineEntry) -> None:
+    """Write a timeline line at once, outside the ORM's unit of work (the submission path)."""
+    await session.execute(
+        _INSERT_TIMELINE,
+        {
+            column: getattr(entry, column)
+            for column in ("application_id", "kind", "title", "detail", "occurred_at")
+        },
+    )
+
+
+_INSERT_TIMELINE = insert(TimelineEntry)
 
 
 def add_timeline(

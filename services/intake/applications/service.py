@@ -8,7 +8,6 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.applications import repository
@@ -23,13 +22,19 @@ from services.intake.applications.schemas import (
     AttachmentOut,
     TimelineEntryOut,
 )
-from services.intake.models import Application, ApplicationStatus, OutboxMessage, Outcome
+from services.intake.models import (
+    Application,
+    ApplicationStatus,
+    OutboxMessage,
+    Outcome,
+    TimelineEntry,
+)
 from shared.auth import Principal, Role
 from shared.catalog import catalog
 from shared.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EVENTS_STREAM, Envelope, EventType, route_stream
 from shared.forms import validate_form
-from shared.outbox import enqueue
+from shared.outbox import enqueue_now
 from shared.pagination import decode_keyset, split_page
 from shared.pii import PiiCipher, mask_id_number, mask_phone
 
@@ -72,12 +77,15 @@ async def submit(
     cipher: PiiCipher,
     grid_worker_name: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Returns (HTTP status, body). The same key replays the first answer."""
+    """Returns (HTTP status, body). The same key replays the first answer.
+
+    The hot path of the platform, so it is written for few round trips: everything is
+    checked and computed first; then the idempotency key goes in together with its answer,
+    the application (the partial unique index refuses a second open one for the same person
+    and item), the binding, the timeline line and both outbox messages — five statements,
+    one transaction (the request's unit of work)."""
     owner = principal.subject
     request_hash = _request_hash(body)
-    if not await repository.claim_idempotency_key(session, owner, idempotency_key, request_hash):
-        return await _replay(session, owner, idempotency_key, request_hash)
-
     item = catalog().item(body.item_code)
     if item is None:
         raise InvalidInput(
@@ -89,71 +97,42 @@ async def submit(
     on_behalf = principal.role is Role.GRID_WORKER
     if on_behalf and body.household.region_code != principal.region:
         raise Forbidden("网格员只能为本县（市、区）的群众代报", code="region_out_of_scope")
-    id_number_hash = cipher.blind_index(body.applicant.id_number, purpose="id_number")
-    phone_hash = cipher.blind_index(body.applicant.phone, purpose="phone")
-    existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
-    if existing is not None:
-        raise _duplicate(existing)
 
     now = datetime.now(UTC)
     household = body.household
-    application = Application(
-        id=uuid.uuid4(),
-        item_code=item.code,
-        department=item.department,
-        status=ApplicationStatus.SUBMITTED,
-        owner_openid=None if on_behalf else owner,
-        submitted_by=principal.subject,
-        submitted_by_role=principal.role.value,
-        submitted_by_name=grid_worker_name if on_behalf else None,
-        applicant_name=body.applicant.name,
-        id_number_enc=cipher.encrypt(body.applicant.id_number, purpose="id_number"),
-        id_number_hash=id_number_hash,
-        phone_enc=cipher.encrypt(body.applicant.phone, purpose="phone"),
-        phone_hash=phone_hash,
-        id_number_masked=mask_id_number(body.applicant.id_number),
-        phone_masked=mask_phone(body.applicant.phone),
-        region_code=household.region_code,
-        household=household.model_dump(mode="json"),
-        annual_income_per_capita=household.annual_income_per_capita,
-        description=body.description,
-        form=form,
-        prescreen=prescreen(
+    id_number_hash = cipher.blind_index(body.applicant.id_number, purpose="id_number")
+    phone_hash = cipher.blind_index(body.applicant.phone, purpose="phone")
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "item_code": item.code,
+        "department": item.department,
+        "status": ApplicationStatus.SUBMITTED.value,
+        "owner_openid": None if on_behalf else owner,
+        "submitted_by": principal.subject,
+        "submitted_by_role": principal.role.value,
+        "submitted_by_name": grid_worker_name if on_behalf else None,
+        "applicant_name": body.applicant.name,
+        "id_number_enc": cipher.encrypt(body.applicant.id_number, purpose="id_number"),
+        "id_number_hash": id_number_hash,
+        "phone_enc": cipher.encrypt(body.applicant.phone, purpose="phone"),
+        "phone_hash": phone_hash,
+        "id_number_masked": mask_id_number(body.applicant.id_number),
+        "phone_masked": mask_phone(body.applicant.phone),
+        "region_code": household.region_code,
+        "household": household.model_dump(mode="json"),
+        "annual_income_per_capita": household.annual_income_per_capita,
+        "description": body.description,
+        "form": form,
+        "prescreen": prescreen(
             household.annual_income_per_capita, household.category.value, _local_date(now)
         ).model_dump(mode="json"),
-        deadline=now + timedelta(days=catalog().deadline_days(item)),
-        route_event_id=uuid.uuid4(),
-        created_at=now,
-        updated_at=now,
-    )
-    repository.add_application(session, application)
-    if not on_behalf:
-        # The citizen applying for himself is that person: he keeps seeing what grid
-        # workers later enter for the same name, ID number and phone.
-        await repository.bind_citizen(
-            session, owner, id_number_hash, phone_hash, body.applicant.name
-        )
-    department = department_name(item.department)
-    repository.add_timeline(
-        session,
-        application.id,
-        kind="submitted",
-        title="网格员代为提交" if on_behalf else "申请已提交",
-        occurred_at=now,
-        detail=(
-            f"网格员{grid_worker_name or ''}为您代报「{item.name}」，将转交{department}办理。"
-            if on_behalf
-            else f"您申请的「{item.name}」已提交，将转交{department}办理。"
-        ),
-    )
-    _announce_submission(session, application)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        # A concurrent submission for the same person and item won the unique index; the
-        # unit of work rolls the whole request back.
-        raise Conflict("该事项已有一份正在办理的申请", code="duplicate_application") from exc
-
+        "deadline": now + timedelta(days=catalog().deadline_days(item)),
+        "route_event_id": uuid.uuid4(),
+        "reroutes": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+    application = Application(**values)  # not added to the session: the source of messages
     created = ApplicationCreated(
         id=application.id,
         status=application.status,
@@ -162,7 +141,38 @@ async def submit(
         deadline=application.deadline,
         created_at=application.created_at,
     ).model_dump(mode="json")
-    await repository.store_idempotent_response(session, owner, idempotency_key, 201, created)
+
+    if not await repository.claim_idempotency_key(
+        session, owner, idempotency_key, request_hash, status_code=201, response_body=created
+    ):
+        return await _replay(session, owner, idempotency_key, request_hash)
+    if not await repository.insert_application(session, values):
+        existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
+        if existing is not None:
+            raise _duplicate(existing)
+        raise Conflict("该事项已有一份正在办理的申请", code="duplicate_application")
+    if not on_behalf:
+        # The citizen applying for himself is that person: he keeps seeing what grid
+        # workers later enter for the same name, ID number and phone.
+        await repository.bind_citizen(
+            session, owner, id_number_hash, phone_hash, body.applicant.name
+        )
+    department = department_name(item.department)
+    await repository.insert_timeline(
+        session,
+        TimelineEntry(
+            application_id=application.id,
+            kind="submitted",
+            title="网格员代为提交" if on_behalf else "申请已提交",
+            occurred_at=now,
+            detail=(
+                f"网格员{grid_worker_name or ''}为您代报「{item.name}」，将转交{department}办理。"
+                if on_behalf
+                else f"您申请的「{item.name}」已提交，将转交{department}办理。"
+            ),
+        ),
+    )
+    await enqueue_now(session, OutboxMessage, _submission_messages(application))
     return 201, created
 
 
@@ -230,35 +240,33 @@ def route_envelope(application: Application) -> Envelope:
     )
 
 
-def _announce_submission(session: AsyncSession, application: Application) -> None:
+def _submission_messages(application: Application) -> list[tuple[str, Envelope]]:
     """Two messages, one transaction with the application: the route message to the
     department, and an event for everyone else that carries no personal data."""
-    enqueue(
-        session, OutboxMessage, route_stream(application.department), route_envelope(application)
-    )
-    enqueue(
-        session,
-        OutboxMessage,
-        EVENTS_STREAM,
-        Envelope(
-            type=EventType.APPLICATION_SUBMITTED,
-            application_id=application.id,
-            department=application.department,
-            occurred_at=application.created_at,
-            payload={
-                "item_code": application.item_code,
-                "region_code": application.region_code,
-                "deadline": application.deadline.isoformat(),
-                "submitted_at": application.created_at.isoformat(),
-                # Whom notify tells: the WeChat user who applied (none for a grid worker's
-                # entry) and the phone, still sealed.
-                "recipient": {
-                    "openid": application.owner_openid,
-                    "phone_enc": application.phone_enc,
+    return [
+        (route_stream(application.department), route_envelope(application)),
+        (
+            EVENTS_STREAM,
+            Envelope(
+                type=EventType.APPLICATION_SUBMITTED,
+                application_id=application.id,
+                department=application.department,
+                occurred_at=application.created_at,
+                payload={
+                    "item_code": application.item_code,
+                    "region_code": application.region_code,
+                    "deadline": application.deadline.isoformat(),
+                    "submitted_at": application.created_at.isoformat(),
+                    # Whom notify tells: the WeChat user who applied (none for a grid
+                    # worker's entry) and the phone, still sealed.
+                    "recipient": {
+                        "openid": application.owner_openid,
+                        "phone_enc": application.phone_enc,
+                    },
                 },
-            },
+            ),
         ),
-    )
+    ]
 
 
 def _summary(application: Application) -> ApplicationSummary:

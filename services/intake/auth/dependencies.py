@@ -14,7 +14,7 @@ from shared.pii import PiiCipher, cipher_for
 from shared.ratelimit import RateLimiter
 
 
-def _settings(request: Request) -> IntakeSettings:
+async def _settings(request: Request) -> IntakeSettings:
     settings: IntakeSettings = request.app.state.settings
     return settings
 
@@ -22,14 +22,14 @@ def _settings(request: Request) -> IntakeSettings:
 Settings = Annotated[IntakeSettings, Depends(_settings)]
 
 
-def _cipher(settings: Settings) -> PiiCipher:
+async def _cipher(settings: Settings) -> PiiCipher:
     return cipher_for(settings)
 
 
 Cipher = Annotated[PiiCipher, Depends(_cipher)]
 
 
-def _rate_limiter(request: Request) -> RateLimiter:
+async def _rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 
@@ -37,7 +37,7 @@ def _rate_limiter(request: Request) -> RateLimiter:
 Limiter = Annotated[RateLimiter, Depends(_rate_limiter)]
 
 
-def _object_store(request: Request) -> DirectoryObjectStore:
+async def _object_store(request: Request) -> DirectoryObjectStore:
     store: DirectoryObjectStore = request.app.state.object_store
     return store
 
@@ -45,7 +45,7 @@ def _object_store(request: Request) -> DirectoryObjectStore:
 ObjectStore = Annotated[DirectoryObjectStore, Depends(_object_store)]
 
 
-def _client_ip(request: Request, settings: Settings) -> str:
+async def _client_ip(request: Request, settings: Settings) -> str:
     if settings.trust_forwarded_for:
         forwarded = request.headers.get("x-forwarded-for")
         if forwarded:

@@ -20,7 +20,7 @@ from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_keyset, split_pag
 router = APIRouter(prefix="/notifications", tags=["notifications"])
 
 
-def _admin(principal: CurrentStaff) -> Principal:
+async def _admin(principal: CurrentStaff) -> Principal:
     if principal.role is not Role.ADMIN:
         raise Forbidden("只有系统管理员可以查看和重发通知", code="admin_only")
     return principal

@@ -53,24 +53,35 @@ class Sender:
         self._settings = settings
         self._redis = redis
         self._cipher: PiiCipher = cipher_for(settings)
+        # One client for the sender's life: a new one per sweep costs a TLS context (~10 ms
+        # of CPU) every second, and the providers' connections are worth keeping alive.
+        self._http: httpx.AsyncClient | None = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None or self._http.is_closed:
+            self._http = httpx.AsyncClient(timeout=self._settings.provider_timeout_seconds)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
 
     async def deliver_due(
         self, sessionmaker: async_sessionmaker[AsyncSession], *, limit: int = 200
     ) -> int:
         """Deliver up to `limit` due notifications; returns how many were handled."""
         handled = 0
-        async with httpx.AsyncClient(timeout=self._settings.provider_timeout_seconds) as http:
-            channels = Channels.from_settings(self._settings, http, self._redis)
-            # Only what was due when the sweep began: a retry scheduled during this sweep
-            # waits for a later one, so a failing message never spins.
-            cutoff = now_utc()
-            while handled < limit:
-                async with unit_of_work(sessionmaker) as session:
-                    notification = await next_due(session, cutoff)
-                    if notification is None:
-                        break
-                    await self._deliver(session, notification, channels)
-                handled += 1
+        channels = Channels.from_settings(self._settings, self._client(), self._redis)
+        # Only what was due when the sweep began: a retry scheduled during this sweep
+        # waits for a later one, so a failing message never spins.
+        cutoff = now_utc()
+        while handled < limit:
+            async with unit_of_work(sessionmaker) as session:
+                notification = await next_due(session, cutoff)
+                if notification is None:
+                    break
+                await self._deliver(session, notification, channels)
+            handled += 1
         return handled
 
     async def _deliver(

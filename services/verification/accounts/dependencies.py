@@ -12,7 +12,7 @@ from shared.db import DbSession
 from shared.errors import Forbidden
 
 
-def _settings(request: Request) -> VerificationSettings:
+async def _settings(request: Request) -> VerificationSettings:
     settings: VerificationSettings = request.app.state.settings
     return settings
 
@@ -32,7 +32,7 @@ async def _current_staff(
 CurrentStaff = Annotated[StaffUser, Depends(_current_staff)]
 
 
-def _current_admin(user: CurrentStaff) -> StaffUser:
+async def _current_admin(user: CurrentStaff) -> StaffUser:
     if user.role != Role.ADMIN:
         raise Forbidden("只有系统管理员可以管理工作人员账号", code="admin_only")
     return user
