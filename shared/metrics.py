@@ -83,6 +83,24 @@ class ServiceMetrics:
             buckets=REQUEST_BUCKETS,
             registry=registry,
         )
+        self.http_in_flight = Gauge(
+            "relief_http_requests_in_flight",
+            "Requests admitted and not yet answered (health, readiness and /metrics excepted).",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.http_waiting = Gauge(
+            "relief_http_requests_waiting",
+            "Requests waiting for an in-flight slot (past the limit, before admission or 503).",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.http_shed = Counter(
+            "relief_http_shed_total",
+            "Requests refused with 503 because the process had too many in flight.",
+            ["service"],
+            registry=registry,
+        ).labels(service)
         self.stream_length = self.gauge(
             "relief_stream_length", "Entries in a stream this service consumes (XLEN).", ["stream"]
         )

@@ -39,7 +39,22 @@ class ServiceSettings(BaseSettings):
 
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
-    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    # A request waiting this long for a pooled connection is answered 503 + Retry-After.
+    # Admission control (below) keeps the wait for a connection short in normal overload,
+    # so a longer one means the database itself is slow: tell the client to come back
+    # rather than hold its connection open.
+    db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+
+    # Requests one process works on at once (health, readiness and /metrics excepted); more
+    # wait up to `admission_wait_ms` for a slot, at most as many again, and the rest are
+    # answered 503 + Retry-After at once instead of piling up in front of the pool. 32 is
+    # about twice the default pool (10 + 5 overflow): the pool stays busy while one request
+    # ends and the next starts, yet at most ~17 wait for a connection, each for about one
+    # request's database time, far below the pool timeout. Raise it with the pool size.
+    max_inflight_requests: int = Field(default=32, ge=1, le=10_000)
+    # How long a request over the limit may wait for a slot before it is refused: long
+    # enough to ride out a burst, short enough that the answer is still quick.
+    admission_wait_ms: int = Field(default=200, ge=0, le=10_000)
 
     jwt_secret: SecretStr = SecretStr(DEV_PLACEHOLDER)
     jwt_issuer: str = "relief-platform"

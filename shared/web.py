@@ -1,8 +1,12 @@
 """What every service's FastAPI app has: error handlers, the correlation id, health checks,
-Prometheus metrics, and the database and Redis clients on `app.state`."""
+Prometheus metrics, a bound on the requests in flight, and the database and Redis clients on
+`app.state`."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -98,9 +102,133 @@ class BodySizeLimitMiddleware:
 
     @staticmethod
     async def _refuse(send: Send) -> None:
-        response = JSONResponse(error_body("payload_too_large", "提交的内容过大"), status_code=413)
-        await send({"type": "http.response.start", "status": 413, "headers": response.raw_headers})
-        await send({"type": "http.response.body", "body": response.body})
+        await _send_error(send, 413, "payload_too_large", "提交的内容过大")
+
+
+# Never shed: an orchestrator that cannot reach these under load would restart a process
+# that is merely busy, and Prometheus would lose sight of the overload it should show.
+UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OVERLOADED_RETRY_AFTER_SECONDS = 1
+_SHED_LOG_INTERVAL_SECONDS = 10.0
+
+
+class AdmissionControlMiddleware:
+    """Bounds the requests one process works on at once, so that past capacity clients get
+    a quick 503 + Retry-After instead of queueing in front of the database pool until they
+    time out.
+
+    Up to `max_inflight` requests run. Up to `max_waiting` more (default: as many again)
+    wait, first come first served, at most `wait_seconds` for one of them to finish; a
+    finishing request hands its slot straight to the longest waiter. A request that finds
+    the waiting line full, or whose wait runs out, is refused with `overloaded`. The slot is
+    held until the response has been sent in full. Per process: with several uvicorn
+    workers each has its own limit.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_inflight: int,
+        wait_seconds: float,
+        metrics: ServiceMetrics,
+        max_waiting: int | None = None,
+        unshed_paths: frozenset[str] = UNSHED_PATHS,
+    ) -> None:
+        if max_inflight < 1:
+            raise ValueError("max_inflight must be at least 1")
+        self.app = app
+        self.max_inflight = max_inflight
+        self.max_waiting = max_inflight if max_waiting is None else max_waiting
+        self.wait_seconds = wait_seconds
+        self.metrics = metrics
+        self.unshed_paths = unshed_paths
+        self._in_flight = 0
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._shed_since_log = 0
+        self._last_shed_log = -_SHED_LOG_INTERVAL_SECONDS
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.unshed_paths:
+            await self.app(scope, receive, send)
+            return
+        if not await self._admit():
+            self._count_shed()
+            await _send_error(
+                send,
+                503,
+                "overloaded",
+                "系统繁忙，请稍后再试",
+                {"Retry-After": str(OVERLOADED_RETRY_AFTER_SECONDS)},
+            )
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._release()
+
+    async def _admit(self) -> bool:
+        if self._in_flight < self.max_inflight and not self._waiting:
+            self._in_flight += 1
+            self.metrics.http_in_flight.inc()
+            return True
+        if self.wait_seconds <= 0 or len(self._waiting) >= self.max_waiting:
+            return False
+        slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(slot)
+        self.metrics.http_waiting.inc()
+        try:
+            async with asyncio.timeout(self.wait_seconds):
+                await slot
+        except TimeoutError:
+            pass  # the slot may still have been handed over just as the wait ran out
+        except BaseException:
+            if slot.done() and not slot.cancelled():
+                self._release()  # cancelled after a slot was handed over: pass it on
+            raise
+        finally:
+            self.metrics.http_waiting.dec()
+            if not slot.done() or slot.cancelled():
+                # Timed out or cancelled: leave the line (a handed-over slot already left).
+                slot.cancel()
+                if slot in self._waiting:
+                    self._waiting.remove(slot)
+        return slot.done() and not slot.cancelled()
+
+    def _release(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot passes on; in flight stays the same
+                return
+        self._in_flight -= 1
+        self.metrics.http_in_flight.dec()
+
+    def _count_shed(self) -> None:
+        self.metrics.http_shed.inc()
+        # One line per interval, not one per refused request, which would flood the log
+        # exactly when the process is short of time.
+        self._shed_since_log += 1
+        now = time.monotonic()
+        if now - self._last_shed_log >= _SHED_LOG_INTERVAL_SECONDS:
+            log.warning(
+                "requests_shed",
+                shed=self._shed_since_log,
+                in_flight=self._in_flight,
+                waiting=len(self._waiting),
+                max_inflight=self.max_inflight,
+            )
+            self._shed_since_log = 0
+            self._last_shed_log = now
+
+
+async def _send_error(
+    send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> None:
+    """An error in the shape of `shared.errors`, answered by a middleware before routing."""
+    response = JSONResponse(error_body(code, message), status_code=status, headers=headers)
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def create_service_app(
@@ -147,11 +275,19 @@ def create_service_app(
         docs_url="/docs",
         openapi_url="/openapi.json",
     )
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
-    app.add_middleware(CorrelationIdMiddleware)
-    # Outermost of ours: it also counts the 413s above and times the whole request.
     service_metrics = ServiceMetrics(name, metrics or MetricsSpec())
     app.state.metrics = service_metrics
+    # Each add_middleware wraps the ones before it: the last added runs first.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(
+        AdmissionControlMiddleware,
+        max_inflight=settings.max_inflight_requests,
+        wait_seconds=settings.admission_wait_ms / 1000,
+        metrics=service_metrics,
+    )
+    # Outside admission control, so a refused request still carries its X-Request-ID.
+    app.add_middleware(CorrelationIdMiddleware)
+    # Outermost of ours: it also counts the 413s and 503s above and times the whole request.
     app.add_middleware(PrometheusMiddleware, metrics=service_metrics)
     install_error_handlers(app)
 

@@ -5,6 +5,7 @@ XADD — so our submission throughput can be read as a share of it."""
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,6 +16,7 @@ from sqlalchemy import text
 
 from shared.db import create_engine, create_sessionmaker, unit_of_work
 from shared.redis import create_redis
+from shared.serving import serve
 from shared.settings import ServiceSettings
 
 SCHEMA_SQL = [
@@ -79,10 +81,6 @@ def create_app() -> FastAPI:
 
 def main() -> None:
     """`python -m services.bench.baseline PORT WORKERS`: served as `relief serve` serves."""
-    import sys
-
-    from shared.serving import serve
-
     port, workers = int(sys.argv[1]), int(sys.argv[2])
     serve(
         "services.bench.baseline:create_app",
