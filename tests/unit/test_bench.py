@@ -33,6 +33,7 @@ def test_wrk_report_is_read() -> None:
     assert result.requests == 31500
     assert result.non_2xx == 7
     assert result.socket_errors == 3
+    assert result.ok_per_second == pytest.approx((31500 - 7) / 15, abs=0.1)
 
 
 def test_intake_script_builds_unique_valid_ids() -> None:
@@ -40,3 +41,10 @@ def test_intake_script_builds_unique_valid_ids() -> None:
     assert "530129" in script
     assert "10X98765432" in script  # the GB 11643 check characters
     assert '"Idempotency-Key"' in script
+
+
+def test_each_load_level_numbers_its_requests_afresh() -> None:
+    first, second = intake_script(["t"], {}, first=0), intake_script(["t"], {}, first=1_000_000)
+    assert "local first = 0\n" in first
+    assert "local first = 1000000\n" in second
+    assert 'string.format("bench-%d", n)' in second  # keys follow the same numbering
