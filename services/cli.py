@@ -38,6 +38,10 @@ metrics_app = typer.Typer(help="The closure-rate numbers (notify).", no_args_is_
 app.add_typer(metrics_app, name="metrics")
 grid_app = typer.Typer(help="Grid workers (网格员) who report for citizens.", no_args_is_help=True)
 app.add_typer(grid_app, name="grid-workers")
+dead_app = typer.Typer(
+    help="Stream messages that failed too often (the relief:dead stream).", no_args_is_help=True
+)
+app.add_typer(dead_app, name="dead-letters")
 
 SERVICES = ("intake", "verification", "notify")
 # Which long-running processes each service has besides its API.
@@ -338,6 +342,50 @@ def metrics_rebuild() -> None:
     with infrastructure():
         rows = asyncio.run(run())
     typer.echo(f"closure counters rebuilt: {rows} rollup rows")
+
+
+def _with_redis(work: Callable[[Any], Awaitable[_T]]) -> _T:
+    from shared.redis import create_redis
+
+    async def run() -> _T:
+        redis = create_redis(ServiceSettings().require_redis_url())
+        try:
+            return await work(redis)
+        finally:
+            await redis.aclose()
+
+    with infrastructure():
+        return asyncio.run(run())
+
+
+@dead_app.command("list")
+def dead_letters_list(
+    count: Annotated[int, typer.Option(help="at most this many, oldest first")] = 100,
+) -> None:
+    """Show dead letters: id, the stream and group that failed, the error."""
+    from shared.deadletters import list_dead
+
+    letters = _with_redis(lambda redis: list_dead(redis, count=count))
+    for letter in letters:
+        event_type = json.loads(letter.fields.get("envelope", "{}")).get("type", "?")
+        typer.echo(f"{letter.id}  {letter.stream}  {letter.group}  {event_type}  {letter.error}")
+    typer.echo(f"{len(letters)} dead letter(s)")
+
+
+@dead_app.command("retry")
+def dead_letters_retry(
+    ids: Annotated[list[str] | None, typer.Argument(help="dead-letter ids (from `list`)")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="send every dead letter again")] = False,
+) -> None:
+    """Send dead letters back to their streams once the cause is fixed. Consumers are
+    idempotent: groups that had applied a message change nothing."""
+    from shared.deadletters import send_again
+
+    if not ids and not all_:
+        typer.echo("name dead-letter ids, or --all", err=True)
+        raise typer.Exit(2)
+    sent = _with_redis(lambda redis: send_again(redis, None if all_ else ids))
+    typer.echo(f"sent again: {len(sent)}")
 
 
 async def _in_intake(work: Callable[[Any], Awaitable[None]]) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.intake.models import InboxEvent, OutboxMessage
 from shared.db import plain_url, unit_of_work
+from shared.deadletters import list_dead, send_again
 from shared.events import DEAD_LETTER_STREAM, Envelope
 from shared.outbox import OutboxRelay, enqueue, notify_channel
 from shared.retention import trim_consumed
@@ -354,3 +355,32 @@ async def test_one_failing_message_costs_its_batch_nothing(
     assert len(pending) == 1
     async with sessionmaker() as session:
         assert await session.scalar(select(func.count()).select_from(InboxEvent)) == 4
+
+
+async def test_dead_letters_are_listed_and_sent_again_once_fixed(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    handler = Recorder(failures=10)
+    consumer = _consumer(redis, sessionmaker, handler, claim_idle_ms=10, max_deliveries=2)
+    await consumer.ensure_groups()
+    envelope = _envelope(5)
+    await redis.xadd(STREAM, envelope.to_fields())
+    await consumer.read_batch()
+    for _ in range(2):
+        await asyncio.sleep(0.05)
+        await consumer.reclaim_idle()
+    [letter] = await list_dead(redis)
+    assert (letter.stream, letter.group) == (STREAM, GROUP)
+    assert "failed on purpose" in letter.error
+    assert Envelope.from_fields(letter.fields) == envelope
+
+    handler.failures = 0  # the cause is fixed
+    assert [s.id for s in await send_again(redis)] == [letter.id]
+    assert await list_dead(redis) == []
+    await consumer.read_batch()
+    assert handler.applied == [5]
+    # Sent again once more (a second retry by mistake): still applied once.
+    await redis.xadd(STREAM, envelope.to_fields())
+    await consumer.read_batch()
+    assert handler.applied == [5]
+    assert await send_again(redis, ["0-1"]) == []  # an unknown id is skipped
