@@ -31,6 +31,8 @@ PLATFORM_METRICS = frozenset(
         "relief_stream_group_pending",
         "relief_dead_letters",
         "relief_outbox_backlog",
+        "relief_http_shed_total",
+        "relief_http_requests_in_flight",
     }
 )
 CLOSURE_METRICS = frozenset(
