@@ -100,7 +100,8 @@ async def enqueue_now(
         if fields.get("correlation_id") is None and cid is not None:
             fields["correlation_id"] = cid
         rows.append({"event_id": envelope.event_id, "stream": stream, "envelope": fields})
-    await session.execute(insert(model.__table__).values(rows))  # type: ignore[attr-defined]
+    connection = await session.connection()
+    await connection.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
 
 
 async def republish(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,7 +33,8 @@ async def claim_idempotency_key(
     """Insert the key (with the answer, when it is known before the work is done: it commits
     or rolls back with that work); False if it exists. A concurrent insert of the same key
     waits here for the other transaction, so an in-flight first request is never run twice."""
-    inserted = await session.scalar(
+    connection = await session.connection()
+    result = await connection.execute(
         _CLAIM_KEY,
         {
             "owner": owner,
@@ -43,7 +44,7 @@ async def claim_idempotency_key(
             "response_body": response_body,
         },
     )
-    return inserted is not None
+    return result.scalar() is not None
 
 
 async def get_idempotency_record(
@@ -68,18 +69,30 @@ async def insert_application(session: AsyncSession, values: dict[str, Any]) -> b
     """Insert a new application; False, with nothing written, if the person already has an
     open one for the item (the partial unique index decides, so concurrent submissions
     cannot both pass)."""
-    inserted = await session.scalar(_INSERT_APPLICATION, values)
-    return inserted is not None
+    connection = await session.connection()  # Core, not the ORM: nothing to load back
+    result = await connection.execute(_INSERT_APPLICATION, values)
+    return result.scalar() is not None
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
 
 
 # Built once: constructing a 30-column INSERT per request costs more than executing it.
-_INSERT_APPLICATION = insert(Application).on_conflict_do_nothing().returning(Application.id)
-_CLAIM_KEY = insert(IdempotencyRecord).on_conflict_do_nothing().returning(IdempotencyRecord.key)
+_INSERT_APPLICATION = (
+    insert(_table(Application)).on_conflict_do_nothing().returning(_table(Application).c.id)
+)
+_CLAIM_KEY = (
+    insert(_table(IdempotencyRecord))
+    .on_conflict_do_nothing()
+    .returning(_table(IdempotencyRecord).c.key)
+)
 
 
 async def insert_timeline(session: AsyncSession, entry: TimelineEntry) -> None:
     """Write a timeline line at once, outside the ORM's unit of work (the submission path)."""
-    await session.execute(
+    connection = await session.connection()
+    await connection.execute(
         _INSERT_TIMELINE,
         {
             column: getattr(entry, column)
@@ -88,7 +101,7 @@ async def insert_timeline(session: AsyncSession, entry: TimelineEntry) -> None:
     )
 
 
-_INSERT_TIMELINE = insert(TimelineEntry)
+_INSERT_TIMELINE = insert(_table(TimelineEntry))
 
 
 def add_timeline(
