@@ -109,6 +109,9 @@ class BodySizeLimitMiddleware:
 # that is merely busy, and Prometheus would lose sight of the overload it should show.
 UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 OVERLOADED_RETRY_AFTER_SECONDS = 1
+# How long a request that finds the waiting line full is held before its 503 (at most the
+# admission wait): see AdmissionControlMiddleware._admit.
+FULL_LINE_DELAY_SECONDS = 0.5
 _SHED_LOG_INTERVAL_SECONDS = 10.0
 
 
@@ -119,8 +122,10 @@ class AdmissionControlMiddleware:
 
     Up to `max_inflight` requests run. Up to `max_waiting` more (default: as many again)
     wait, first come first served, at most `wait_seconds` for one of them to finish; a
-    finishing request hands its slot straight to the longest waiter. A request that finds
-    the waiting line full, or whose wait runs out, is refused with `overloaded`. The slot is
+    finishing request hands its slot straight to the longest waiter. A request whose wait
+    runs out, or that finds the waiting line full (it is answered after the same wait, so
+    that clients retrying at once cannot burn the CPU on refusals), is refused with
+    `overloaded`. The slot is
     held until the response has been sent in full. Per process: with several uvicorn
     workers each has its own limit.
     """
@@ -172,7 +177,14 @@ class AdmissionControlMiddleware:
             self._in_flight += 1
             self.metrics.http_in_flight.inc()
             return True
-        if self.wait_seconds <= 0 or len(self._waiting) >= self.max_waiting:
+        if self.wait_seconds <= 0:
+            return False
+        if len(self._waiting) >= self.max_waiting:
+            # The line is full: answer after the same short wait rather than at once. It
+            # costs no CPU, and a client that ignores Retry-After and asks again at once (a
+            # load generator, a retry loop) is slowed to a few refusals a second instead of
+            # thousands, which would take the CPU from the requests being served.
+            await asyncio.sleep(min(self.wait_seconds, FULL_LINE_DELAY_SECONDS))
             return False
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(slot)

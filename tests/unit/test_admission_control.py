@@ -85,7 +85,7 @@ async def test_slots_pass_to_waiters_in_arrival_order() -> None:
     for n, name in enumerate(("b", "c", "d"), start=1):
         waiters.append(asyncio.create_task(request(asgi, name)))
         await until_waiting(metrics, n)
-    # The line is full (three): the next one is refused without waiting.
+    # The line is full (three): the next one is refused after a short delay, not its wait.
     async with asyncio.timeout(QUICK):
         assert await request(asgi, "e") == 503
     assert app.entered == ["a"]
@@ -164,3 +164,23 @@ async def test_with_no_wait_the_excess_is_refused_at_once() -> None:
         assert await first == 200
     assert app.entered == ["a"]
     assert sample(metrics, "relief_http_shed_total") == 1
+
+
+async def test_a_full_line_is_refused_after_a_short_delay_that_slows_retry_storms() -> None:
+    app = HeldApp()
+    asgi, metrics = middleware(app, max_waiting=0, wait_seconds=0.3)
+    first = asyncio.create_task(request(asgi, "a"))
+    await asyncio.sleep(0)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(QUICK):
+        refused = await asyncio.gather(*(request(asgi, f"x{n}") for n in range(20)))
+    # Held, not worked on: twenty refusals at once all took the delay (a sleep never ends
+    # early), side by side rather than one after another.
+    assert refused == [503] * 20
+    assert loop.time() - started >= 0.3
+    assert app.entered == ["a"]
+    app.release("a")
+    async with asyncio.timeout(QUICK):
+        assert await first == 200
+    assert sample(metrics, "relief_http_shed_total") == 20

@@ -1,0 +1,131 @@
+"""The whole platform on this machine for `relief replay`: embedded PostgreSQL and Redis
+under a home of its own with a fresh database, migrations, and the three APIs, relays and
+workers as processes (`relief serve|relay|worker`), as in production."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from services.cli import worker_options
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("intake", "verification", "notify")
+
+
+@contextlib.contextmanager
+def process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as out:
+        child = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield child
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"not ready: {url}")
+
+
+@dataclass
+class System:
+    database_url: str
+    redis_url: str
+    urls: dict[str, str]  # service -> base URL of its API
+    pids: dict[str, int | None]  # process name -> pid
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by each process with its children (uvicorn's workers,
+        PostgreSQL's backends, those gone included): where the machine's time went."""
+        used: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            if pid is None:
+                continue
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(pid)
+                total = 0.0
+                for process in [root, *root.children(recursive=True)]:
+                    with contextlib.suppress(psutil.Error):
+                        times = process.cpu_times()
+                        total += times.user + times.system
+                        total += times.children_user + times.children_system
+                used[name] = total
+        return used
+
+
+def _processes(workers: int) -> list[tuple[list[str], str]]:
+    cmd = [sys.executable, "-m", "services.cli"]
+    apis = [([*cmd, "serve", s, "--workers", str(workers)], f"{s}-api") for s in SERVICES]
+    processes = [
+        *apis,
+        ([*cmd, "relay", "intake"], "intake-relay"),
+        ([*cmd, "relay", "verification"], "verification-relay"),
+        *(([*cmd, "worker", s, *worker_options(s)], f"{s}-worker") for s in SERVICES),
+    ]
+    return processes
+
+
+@contextlib.contextmanager
+def running(
+    home: Path, database: str, *, workers: int, settings: dict[str, str]
+) -> Iterator[System]:
+    """Start everything, ready to serve; stop it all when the block ends. `settings` are
+    RELIEF_ variables for the services on top of the development defaults (the caller's own
+    RELIEF_ variables are not passed on: this system is not the one they describe)."""
+    postgres = EmbeddedPostgres(home, preferred_port=None, durable=True)
+    redis = EmbeddedRedis(home, preferred_port=None, durable=True)
+    started = [postgres.start(), redis.start()]
+    try:
+        postgres.drop_database(database)
+        postgres.ensure_database(database)
+        database_url, redis_url = postgres.url(database), redis.url(1)
+        for service in SERVICES:
+            migrations.upgrade(service, database_url)
+        ports = {service: free_port() for service in SERVICES}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
+        env.update(
+            {
+                "RELIEF_ENV": "dev",
+                "RELIEF_HOME": str(home),
+                "RELIEF_DATABASE_URL": database_url,
+                "RELIEF_REDIS_URL": redis_url,
+                "RELIEF_LOG_LEVEL": "WARNING",
+                "RELIEF_LOG_JSON": "true",
+                **{f"RELIEF_{s.upper()}_PORT": str(port) for s, port in ports.items()},
+                **settings,
+            }
+        )
+        logs = home / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        pids: dict[str, int | None] = {"postgres": postgres.pid(), "redis": redis.pid()}
+        with contextlib.ExitStack() as stack:
+            for argv, name in _processes(workers):
+                pids[name] = stack.enter_context(process(argv, env, logs / f"{name}.log")).pid
+            for port in ports.values():
+                wait_ready(f"http://127.0.0.1:{port}/readyz")
+            urls = {s: f"http://127.0.0.1:{port}" for s, port in ports.items()}
+            yield System(database_url, redis_url, urls, pids)
+    finally:
+        if started[1]:
+            redis.stop()
+        if started[0]:
+            postgres.stop()
