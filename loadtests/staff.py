@@ -35,6 +35,7 @@ from locust import FastHttpUser, task
 from loadtests.calls import TALLY, Reply, request
 from loadtests.citizens import CONFIG, PROFILE
 from loadtests.data import ITEM_SHARES
+from services.bench.history import HELP_MEASURES
 from shared.catalog import catalog
 
 API = "/api/v1"
@@ -48,15 +49,6 @@ ENDED = ("decided", "transferred")
 # A case that ended under the desk (withdrawn by the citizen, worked by another desk).
 CASE_RACES = ("case_not_open", "case_not_in_progress", "awaiting_information")
 
-_MEASURES = {
-    "civil": ("social_security", "按月发放救助金"),
-    "hrss": ("employment", "推荐就近就业岗位并跟踪"),
-    "health": ("health", "纳入大病专项救治，家庭医生随访"),
-    "medins": ("health", "医疗救助金按政策报销"),
-    "edu": ("education", "落实学生资助并劝返复学"),
-    "housing": ("living_conditions", "纳入农村危房改造计划"),
-    "water": ("living_conditions", "修复供水设施，保障饮水安全"),
-}
 _ASSET = re.compile(r"dashboard/static/([\w.\-]+)\?v=")
 _REFUSALS = (
     "经核实，家庭人均纯收入高于当地标准，不符合条件。",
@@ -368,7 +360,7 @@ class ClerkDeskUser(FastHttpUser):
 
     def _decide(self, case: CaseInHand, *, approved: bool, reason: str | None = None) -> bool:
         if approved:
-            kind, text = _MEASURES.get(case.department, ("social_security", "落实帮扶措施"))
+            kind, text = HELP_MEASURES.get(case.department, ("social_security", "落实帮扶措施"))
             if case.item_code == "public_welfare_job":
                 kind, text = "public_welfare_job", "安排村内公益性岗位"
             body: dict[str, Any] = {

@@ -142,10 +142,28 @@ def _service_settings(service: str) -> ServiceSettings:
     return notify_settings()
 
 
+# Consumers off the path from a submission to the clerk's queue: the citizen's timeline
+# (intake's) and notifications and statistics (notify's). Where they share the machine's
+# CPUs with the APIs (`relief up`), they run at a lower priority: under a burst they fall
+# behind, and catch up after it, instead of the clerks' queue falling behind.
+BACKGROUND_WORKERS = ("intake", "notify")
+BACKGROUND_NICE = 10
+
+
+def worker_options(service: str) -> list[str]:
+    """The options `relief up` starts a service's worker with."""
+    return ["--nice", str(BACKGROUND_NICE)] if service in BACKGROUND_WORKERS else []
+
+
 @app.command()
-def worker(service: ServiceName) -> None:
+def worker(
+    service: ServiceName,
+    nice: Annotated[int, typer.Option(help="lower this process's CPU priority by N")] = 0,
+) -> None:
     """Run one service's stream consumer."""
     _check_service(service)
+    if nice:
+        os.nice(nice)
     with infrastructure():
         if service == "intake":
             from services.intake.settings import get_settings as intake_settings
@@ -435,6 +453,43 @@ def bench(
     typer.echo(render(report))
 
 
+@app.command()
+def replay(
+    scale: Annotated[float, typer.Option(help="share of the 466,200 applications")] = 0.1,
+    concurrency: Annotated[int, typer.Option(help="HTTP requests in flight at most")] = 24,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes per API")] = 1,
+    notice_day_seconds: Annotated[
+        int, typer.Option(help="how long a public-notice day lasts in the replay")
+    ] = 1,
+    home: Annotated[Path | None, typer.Option(help="default: <RELIEF_HOME>/replay")] = None,
+    out_dir: Annotated[Path, typer.Option(help="where the JSON report goes")] = Path("runs")
+    / "replay",
+    progress: Annotated[bool, typer.Option(help="progress bars")] = True,
+) -> None:
+    """Replay the platform's history through the real APIs and workers: 466,200 × SCALE
+    applications, clerks closing 462,500 × SCALE; prints wall time and notify's closure
+    rate; saves JSON under runs/replay/."""
+    from services.bench.lanes import ReplayError
+    from services.bench.replay import render, run
+
+    try:
+        report = run(
+            scale=scale,
+            concurrency=concurrency,
+            workers=workers,
+            home=home or ServiceSettings().home / "replay",
+            out_dir=out_dir,
+            notice_day_seconds=notice_day_seconds,
+            show_progress=progress,
+        )
+    except ReplayError as exc:
+        typer.echo(f"replay failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(render(report))
+    if not report.complete:  # notify counted something else than the replay did
+        raise typer.Exit(1)
+
+
 @grid_app.command("add")
 def grid_workers_add(
     openid: Annotated[str, typer.Option(help="the grid worker's WeChat openid")],
@@ -571,7 +626,19 @@ class Child:
 def _children() -> list[Child]:
     cmd = [sys.executable, "-m", "services.cli"]
     children = [Child(f"{s}-api", [*cmd, "serve", s]) for s in SERVICES]
-    children += [Child(f"{s}-worker", [*cmd, "worker", s]) for s in SERVICES if WORKERS[s]]
+    children += [
+        Child(
+            f"{s}-worker",
+            [
+                *cmd,
+                "worker",
+                s,
+                *(["--nice", str(BACKGROUND_NICE)] if s in BACKGROUND_WORKERS else []),
+            ],
+        )
+        for s in SERVICES
+        if WORKERS[s]
+    ]
     children += [Child(f"{s}-relay", [*cmd, "relay", s]) for s in SERVICES if RELAYS[s]]
     return children
 

@@ -5,32 +5,28 @@ generator that leaves the CPU to the server). One JSON report per run under runs
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 from pydantic import SecretStr
 
 from services.bench.baseline import SCHEMA_SQL
 from services.bench.lua import baseline_script, intake_script
-from shared import migrations
+from services.bench.system import process, running, wait_ready
 from shared.auth import Audience, Principal, Role, issue_token
 from shared.db import plain_url
-from shared.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from shared.embedded import free_port
 from shared.forms import sample_form
 from shared.settings import DEV_PLACEHOLDER, ServiceSettings
 
@@ -66,7 +62,12 @@ class BenchReport:
     baseline: list[WrkResult] = field(default_factory=list)
     intake: list[WrkResult] = field(default_factory=list)
     submission_to_queue_ms: dict[str, float] = field(default_factory=dict)
+    # The same, for the applications submitted at each connection count.
+    submission_to_queue_ms_by_connections: dict[str, dict[str, float]] = field(default_factory=dict)
     ratio_to_baseline: dict[str, float] = field(default_factory=dict)
+    # CPU seconds each process (with its children) used over the intake runs and until
+    # every application reached its department: where the machine's time went.
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -128,30 +129,6 @@ def run_wrk(url: str, script: str, connections: int, seconds: float) -> WrkResul
     return parse_wrk(output, connections, seconds)
 
 
-@contextlib.contextmanager
-def _process(argv: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_ready(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"not ready: {url}")
-
-
 async def _prepare_database(url: str) -> None:
     conn = await asyncpg.connect(plain_url(url))
     try:
@@ -161,7 +138,12 @@ async def _prepare_database(url: str) -> None:
         await conn.close()
 
 
-async def _queue_latency(url: str) -> dict[str, float]:
+async def _queue_latency(
+    url: str, window: tuple[datetime, datetime] | None = None
+) -> dict[str, float]:
+    """Milliseconds from submission until the case was in the clerk's queue, over the
+    applications submitted in `window` (all of them without one)."""
+    since, until = window or (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
     conn = await asyncpg.connect(plain_url(url))
     try:
         row = await conn.fetchrow(
@@ -172,8 +154,11 @@ async def _queue_latency(url: str) -> dict[str, float]:
                    percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99,
                    max(ms) AS max
             FROM (SELECT extract(epoch FROM c.created_at - a.created_at) * 1000 AS ms
-                  FROM verification.cases c JOIN intake.applications a ON a.id = c.application_id) t
-            """
+                  FROM verification.cases c JOIN intake.applications a ON a.id = c.application_id
+                  WHERE a.created_at >= $1 AND a.created_at < $2) t
+            """,
+            since,
+            until,
         )
     finally:
         await conn.close()
@@ -203,97 +188,80 @@ def run(
     home: Path,
     out_dir: Path,
 ) -> BenchReport:
-    postgres = EmbeddedPostgres(home, preferred_port=None, durable=True)
-    redis = EmbeddedRedis(home, preferred_port=None, durable=True)
-    started = [postgres.start(), redis.start()]
-    try:
-        postgres.drop_database(DATABASE)
-        postgres.ensure_database(DATABASE)
-        redis_url = redis.url(1)
-        database_url = postgres.url(DATABASE)
-        asyncio.run(_prepare_database(database_url))
-        for service in ("intake", "verification", "notify"):
-            migrations.upgrade(service, database_url)
+    # Signed as the bench's own servers (dev settings, no RELIEF_ variables) verify.
+    settings = ServiceSettings(env="dev", jwt_secret=SecretStr(DEV_PLACEHOLDER))
+    report = BenchReport(
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        settings={
+            "uvicorn_workers": workers,
+            "db_pool_size": settings.db_pool_size,
+            "db_max_overflow": settings.db_max_overflow,
+            "max_inflight_requests": settings.max_inflight_requests,
+            "seconds": seconds,
+        },
+    )
+    # The bench measures the work, not the abuse limits (which stay on: counted).
+    limits = {
+        "RELIEF_RATE_SUBMIT_PER_USER": "1000000/hour",
+        "RELIEF_RATE_SUBMIT_PER_IP": "100000000/hour",
+    }
+    with running(home, DATABASE, workers=workers, settings=limits) as platform:
+        asyncio.run(_prepare_database(platform.database_url))
         env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
         env.update(
             {
                 "RELIEF_ENV": "dev",
                 "RELIEF_HOME": str(home),
-                "RELIEF_DATABASE_URL": database_url,
-                "RELIEF_REDIS_URL": redis_url,
+                "RELIEF_DATABASE_URL": platform.database_url,
+                "RELIEF_REDIS_URL": platform.redis_url,
                 "RELIEF_LOG_LEVEL": "WARNING",
-                "RELIEF_LOG_JSON": "true",
-                # The bench measures the work, not the abuse limits (which stay on: counted).
-                "RELIEF_RATE_SUBMIT_PER_USER": "1000000/hour",
-                "RELIEF_RATE_SUBMIT_PER_IP": "100000000/hour",
             }
         )
-        # Signed as the bench's own servers (dev settings, no RELIEF_ variables) verify.
-        settings = ServiceSettings(env="dev", jwt_secret=SecretStr(DEV_PLACEHOLDER))
-        report = BenchReport(
-            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            machine={"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-            settings={
-                "uvicorn_workers": workers,
-                "db_pool_size": settings.db_pool_size,
-                "db_max_overflow": settings.db_max_overflow,
-                "seconds": seconds,
-            },
-        )
-        logs = home / "bench-logs"
-        logs.mkdir(parents=True, exist_ok=True)
-
+        # The platform's processes idle meanwhile (a fraction of a percent of a CPU).
         port = free_port()
         baseline = [sys.executable, "-m", "services.bench.baseline", str(port), str(workers)]
-        with _process(baseline, env, logs / "baseline.log"):
-            _wait_ready(f"http://127.0.0.1:{port}/baseline")
+        with process(baseline, env, home / "logs" / "baseline.log"):
+            wait_ready(f"http://127.0.0.1:{port}/baseline")
             for c in connections:
                 report.baseline.append(
                     run_wrk(f"http://127.0.0.1:{port}/baseline", baseline_script(), c, seconds)
                 )
 
-        port = free_port()
-        env_intake = {**env, "RELIEF_INTAKE_PORT": str(port)}
-        cmd = [sys.executable, "-m", "services.cli"]
-        pipeline = [
-            ([*cmd, "serve", "intake", "--workers", str(workers)], "intake-api"),
-            ([*cmd, "relay", "intake"], "intake-relay"),
-            ([*cmd, "worker", "verification"], "verification-worker"),
-            ([*cmd, "relay", "verification"], "verification-relay"),
-            ([*cmd, "worker", "intake"], "intake-worker"),
-            ([*cmd, "worker", "notify"], "notify-worker"),
+        tokens = [
+            issue_token(
+                settings,
+                Principal(subject=f"bench-citizen-{n}", role=Role.CITIZEN),
+                audience=Audience.CITIZEN,
+                ttl_seconds=3600,
+            )
+            for n in range(CITIZENS)
         ]
-        with contextlib.ExitStack() as stack:
-            for argv, name in pipeline:
-                stack.enter_context(_process(argv, env_intake, logs / f"{name}.log"))
-            _wait_ready(f"http://127.0.0.1:{port}/readyz")
-            tokens = [
-                issue_token(
-                    settings,
-                    Principal(subject=f"bench-citizen-{n}", role=Role.CITIZEN),
-                    audience=Audience.CITIZEN,
-                    ttl_seconds=3600,
-                )
-                for n in range(CITIZENS)
-            ]
-            form = sample_form("medical_assistance")
-            for level, c in enumerate(connections):
-                script = intake_script(tokens, form, first=level * 1_000_000)
-                report.intake.append(
-                    run_wrk(f"http://127.0.0.1:{port}/api/v1/applications", script, c, seconds)
-                )
-            asyncio.run(_wait_routed(database_url))
-        report.submission_to_queue_ms = asyncio.run(_queue_latency(database_url))
-        for base, ours in zip(report.baseline, report.intake, strict=True):
-            if base.ok_per_second:
-                report.ratio_to_baseline[str(ours.connections)] = round(
-                    ours.ok_per_second / base.ok_per_second, 2
-                )
-    finally:
-        if started[1]:
-            redis.stop()
-        if started[0]:
-            postgres.stop()
+        form = sample_form("medical_assistance")
+        before = platform.cpu_seconds()
+        windows = {}
+        for level, c in enumerate(connections):
+            script = intake_script(tokens, form, first=level * 1_000_000)
+            started = datetime.now(UTC)
+            report.intake.append(
+                run_wrk(f"{platform.urls['intake']}/api/v1/applications", script, c, seconds)
+            )
+            windows[str(c)] = (started, datetime.now(UTC))
+        asyncio.run(_wait_routed(platform.database_url))
+        after = platform.cpu_seconds()
+        report.cpu_seconds = {
+            name: round(after[name] - before.get(name, 0.0), 1) for name in sorted(after)
+        }
+        report.submission_to_queue_ms = asyncio.run(_queue_latency(platform.database_url))
+        for level_key, window in windows.items():
+            report.submission_to_queue_ms_by_connections[level_key] = asyncio.run(
+                _queue_latency(platform.database_url, window)
+            )
+    for base, ours in zip(report.baseline, report.intake, strict=True):
+        if base.ok_per_second:
+            report.ratio_to_baseline[str(ours.connections)] = round(
+                ours.ok_per_second / base.ok_per_second, 2
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = report.started_at.replace(":", "").replace("-", "")
     (out_dir / f"bench-{stamp}.json").write_text(json.dumps(asdict(report), indent=2))
@@ -320,9 +288,17 @@ def render(report: BenchReport) -> str:
         "intake / baseline (2xx per second): "
         + ", ".join(f"{c} conns {ratio:.2f}x" for c, ratio in report.ratio_to_baseline.items())
     )
-    q = report.submission_to_queue_ms
-    lines.append(
-        f"submission to clerk queue ({q.get('n', 0):.0f} applications): "
-        f"p50 {q.get('p50', 0)} ms, p95 {q.get('p95', 0)} ms, p99 {q.get('p99', 0)} ms"
-    )
+    if report.cpu_seconds:
+        lines.append(
+            "CPU seconds over the intake runs: "
+            + ", ".join(f"{name} {value}" for name, value in report.cpu_seconds.items())
+        )
+    for label, q in [
+        ("all", report.submission_to_queue_ms),
+        *((f"{c} conns", v) for c, v in report.submission_to_queue_ms_by_connections.items()),
+    ]:
+        lines.append(
+            f"submission to clerk queue, {label} ({q.get('n', 0):.0f} applications): "
+            f"p50 {q.get('p50', 0)} ms, p95 {q.get('p95', 0)} ms, p99 {q.get('p99', 0)} ms"
+        )
     return "\n".join(lines)

@@ -5,6 +5,7 @@ workers as processes (`relief serve|relay|worker`), as in production."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import httpx
 import psutil
 
 from services.cli import worker_options
+from shared import migrations
+from shared.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("intake", "verification", "notify")

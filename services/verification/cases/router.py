@@ -29,7 +29,7 @@ from shared.pii import PiiCipher, cipher_for
 router = APIRouter(prefix="/cases", tags=["cases"])
 
 
-def _cipher(settings: Settings) -> PiiCipher:
+async def _cipher(settings: Settings) -> PiiCipher:
     return cipher_for(settings)
 
 
@@ -93,9 +93,10 @@ async def release(case_id: uuid.UUID, user: CurrentStaff, session: DbSession) ->
 
 @router.post("/{case_id}/advance", summary="完成当前环节，进入下一环节")
 async def advance(
-    case_id: uuid.UUID, body: AdvanceIn, user: CurrentStaff, session: DbSession
+    case_id: uuid.UUID, body: AdvanceIn, user: CurrentStaff, session: DbSession, settings: Settings
 ) -> CaseDetail:
-    return await _detail(session, await workflow.advance(session, user, case_id, body))
+    case = await workflow.advance(session, user, case_id, body, notice_day=settings.notice_day)
+    return await _detail(session, case)
 
 
 @router.post("/{case_id}/field-check", summary="填写实地调查记录")

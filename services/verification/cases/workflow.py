@@ -101,9 +101,15 @@ def _stage_ready(case: Case, item: Item) -> None:
 
 
 async def advance(
-    session: AsyncSession, user: StaffUser, case_id: uuid.UUID, body: AdvanceIn
+    session: AsyncSession,
+    user: StaffUser,
+    case_id: uuid.UUID,
+    body: AdvanceIn,
+    *,
+    notice_day: timedelta,
 ) -> Case:
-    """Pass the current stage and enter the next one."""
+    """Pass the current stage and enter the next one. `notice_day` is how long one day of
+    the public notice lasts (a real day but in a replay: `notice_day_seconds`)."""
     case = await _assigned_case(session, user, case_id)
     _require_not_waiting(case)
     item = item_of(case)
@@ -118,7 +124,7 @@ async def advance(
     if following == Stage.VILLAGE_REVIEW:
         days = item.public_notice_days or 0
         case.notice_started_at = now
-        case.notice_ends_at = now + timedelta(days=days)
+        case.notice_ends_at = now + days * notice_day
         case.notice_text = notice_text(case, item, starts=now, ends=case.notice_ends_at)
     record(session, case, at=now, actor=user, from_status=passed, reason=body.note or None)
     announce(
