@@ -9,9 +9,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.verification.cases import repository
-from services.verification.cases.trail import announce, now_utc, record
+from services.verification.cases.trail import announce, record
 from services.verification.models import AuditAction, Case
-from shared.db import unit_of_work
+from shared.db import now_utc, unit_of_work
 from shared.events import EventType
 
 log = structlog.get_logger(__name__)

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.verification.cases import procedure, repository
 from services.verification.cases.deadlines import resume_clock
-from services.verification.cases.trail import announce, now_utc, record
+from services.verification.cases.trail import announce, record
 from services.verification.models import AuditAction, Case, CaseAttachment, OutboxMessage
+from shared.db import now_utc
 from shared.events import EVENTS_STREAM, Envelope, EventType
 from shared.outbox import republish
 

@@ -21,9 +21,9 @@ from services.verification.cases.schemas import (
     NoticeOut,
     StageOut,
 )
-from services.verification.cases.trail import now_utc
 from services.verification.models import Case, CaseAttachment, StaffUser
 from shared.catalog import catalog
+from shared.db import now_utc
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.pagination import decode_keyset, split_page
 from shared.regions import regions

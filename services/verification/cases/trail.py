@@ -4,7 +4,7 @@ for changes others must know of, an event in the outbox, in the same transaction
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,10 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.verification.models import AuditAction, AuditEntry, Case, OutboxMessage, StaffUser
 from shared.events import EVENTS_STREAM, Envelope, EventType
 from shared.outbox import enqueue
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 class _Unchanged(enum.Enum):

@@ -21,10 +21,11 @@ from services.verification.cases.schemas import (
     TransferIn,
 )
 from services.verification.cases.service import get_case
-from services.verification.cases.trail import announce, now_utc, record
+from services.verification.cases.trail import announce, record
 from services.verification.models import AuditAction, Case, StaffUser
 from shared.auth import Role
 from shared.catalog import Item, Stage, catalog
+from shared.db import now_utc
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EventType, route_stream
 from shared.pii import PiiCipher
