@@ -8,14 +8,14 @@ import json
 _ID_NUMBER = r"""
 local weights = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
 local checks = "10X98765432"
-local days = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
 local function id_number(n)
-  -- a distinct birth date (1950-1999) and sequence number per n
-  local day_index = n % 18000
-  local seq = (math.floor(n / 18000) + thread_no * 100) % 1000
-  local year = 1950 + math.floor(day_index / 360)
-  local month = math.floor((day_index % 360) / 30) + 1
-  local day = day_index % 30 % days[month] + 1
+  -- a distinct birth date (1950-1999, days 1-28 of each month: every one exists) and
+  -- sequence number per n
+  local day_index = n % 16800
+  local seq = (math.floor(n / 16800) + thread_no * 100) % 1000
+  local year = 1950 + math.floor(day_index / 336)
+  local month = math.floor((day_index % 336) / 28) + 1
+  local day = day_index % 28 + 1
   local body = string.format("530129%04d%02d%02d%03d", year, month, day, seq)
   local sum = 0
   for i = 1, 17 do sum = sum + tonumber(body:sub(i, i)) * weights[i] end
@@ -61,7 +61,7 @@ function request()
   local headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1],
-    ["Idempotency-Key"] = string.format("bench-%d", n),
+    ["Idempotency-Key"] = string.format("bench-%010d", n),
   }
   return wrk.format("POST", nil, headers, body)
 end

@@ -47,4 +47,4 @@ def test_each_load_level_numbers_its_requests_afresh() -> None:
     first, second = intake_script(["t"], {}, first=0), intake_script(["t"], {}, first=1_000_000)
     assert "local first = 0\n" in first
     assert "local first = 1000000\n" in second
-    assert 'string.format("bench-%d", n)' in second  # keys follow the same numbering
+    assert 'string.format("bench-%010d", n)' in second  # keys follow the same numbering
