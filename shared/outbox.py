@@ -74,17 +74,27 @@ class InboxMixin:
     )
 
 
+def _correlated(envelope: Envelope) -> Envelope:
+    """The envelope with the request's correlation id, if it carries none of its own."""
+    if envelope.correlation_id is None and (cid := correlation_id.get()) is not None:
+        return envelope.model_copy(update={"correlation_id": cid})
+    return envelope
+
+
+def _row(stream: str, envelope: Envelope) -> dict[str, Any]:
+    return {
+        "event_id": envelope.event_id,
+        "stream": stream,
+        "envelope": envelope.model_dump(mode="json"),
+    }
+
+
 def enqueue(
     session: AsyncSession, model: type[OutboxMixin], stream: str, envelope: Envelope
 ) -> Envelope:
     """Add the message to the caller's transaction; the relay publishes it after commit."""
-    if envelope.correlation_id is None and (cid := correlation_id.get()) is not None:
-        envelope = envelope.model_copy(update={"correlation_id": cid})
-    row = model()
-    row.event_id = envelope.event_id
-    row.stream = stream
-    row.envelope = envelope.model_dump(mode="json")
-    session.add(row)
+    envelope = _correlated(envelope)
+    session.add(model(**_row(stream, envelope)))
     return envelope
 
 
@@ -93,14 +103,8 @@ async def enqueue_now(
 ) -> None:
     """`enqueue` as one INSERT statement executed at once, without the ORM's unit of work:
     for hot paths that write a few rows and nothing else through the session."""
-    cid = correlation_id.get()
-    rows = []
-    for stream, envelope in messages:
-        fields = envelope.model_dump(mode="json")
-        if fields.get("correlation_id") is None and cid is not None:
-            fields["correlation_id"] = cid
-        rows.append({"event_id": envelope.event_id, "stream": stream, "envelope": fields})
     connection = await session.connection()
+    rows = [_row(stream, _correlated(envelope)) for stream, envelope in messages]
     await connection.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
 
 

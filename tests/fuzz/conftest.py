@@ -2,7 +2,7 @@
 
 The integration conftest's session fixtures are reused; its autouse `clean` is not, so the
 pure property tests do not pay for a database, and the API fuzzer can keep one seeded world
-for several tests. Whatever needs a clean slate asks for `fresh` (or calls `reset_state`).
+for several tests. Whatever needs a clean slate asks for `fresh` (or calls `empty_everything`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.redis import create_redis
 from tests.conftest import Infra
-from tests.fuzz.world import reset_state
-from tests.integration.conftest import engine, sessionmaker
+from tests.integration.conftest import empty_everything, engine, sessionmaker
 
 __all__ = ["engine", "fresh", "sessionmaker"]
 
@@ -59,6 +58,6 @@ logging.getLogger("python_multipart").setLevel(logging.ERROR)
 async def fresh(infra: Infra, engine: AsyncEngine) -> AsyncIterator[Redis]:
     """A clean database and Redis for one test; yields a Redis client."""
     client = create_redis(infra.redis_url)
-    await reset_state(engine, client)
+    await empty_everything(engine, client)
     yield client
     await client.aclose()

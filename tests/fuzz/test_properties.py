@@ -34,9 +34,10 @@ from shared.db import unit_of_work
 from shared.identity import normalize_resident_id
 from shared.regions import regions
 from tests.factories import APPROVAL, application_body, resident_id
-from tests.fuzz.world import build_pipeline, fuzz_intake_settings, running
+from tests.fuzz.world import fuzz_intake_settings, running
 from tests.integration.conftest import (
     FIELD_CHECK,
+    build_pipeline,
     citizen_headers,
     end_public_notice,
     staff_headers,

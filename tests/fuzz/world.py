@@ -17,30 +17,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.intake.auth.service import register_grid_worker
-from services.intake.models import InboxEvent as IntakeInbox
-from services.intake.models import OutboxMessage as IntakeOutbox
 from services.intake.settings import IntakeSettings
-from services.intake.worker import GROUP as INTAKE_GROUP
-from services.intake.worker import handle_event as intake_handler
-from services.notify.models import InboxEvent as NotifyInbox
-from services.notify.settings import NotifySettings
-from services.notify.worker import GROUP as NOTIFY_GROUP
-from services.notify.worker import event_handler as notify_event_handler
-from services.verification.models import InboxEvent as VerificationInbox
-from services.verification.models import OutboxMessage as VerificationOutbox
-from services.verification.settings import VerificationSettings
-from services.verification.worker import GROUP as VERIFICATION_GROUP
-from services.verification.worker import handle_route
 from shared.auth import Role
 from shared.db import unit_of_work
-from shared.events import EVENTS_STREAM, route_stream
-from shared.outbox import OutboxRelay
-from shared.streams import StreamConsumer
 from tests.factories import APPROVAL, resident_id
 from tests.integration.conftest import (
     FIELD_CHECK,
-    Pipeline,
+    build_pipeline,
     citizen_headers,
+    empty_everything,
     staff_headers,
     submit,
     work_to_last_stage,
@@ -125,59 +110,6 @@ async def running(name: str, app: FastAPI) -> AsyncIterator[Service]:
         yield Service(name, client, recorder)
 
 
-async def reset_state(engine: AsyncEngine, redis: Redis) -> None:
-    """Empty every table of the three services (Alembic's bookkeeping aside) and Redis."""
-    async with engine.begin() as conn:
-        tables = (
-            await conn.execute(
-                text(
-                    "SELECT schemaname || '.' || tablename FROM pg_tables "
-                    "WHERE schemaname = ANY(:schemas) AND tablename <> 'alembic_version'"
-                ),
-                {"schemas": list(SCHEMAS)},
-            )
-        ).scalars()
-        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-    await redis.flushdb()
-
-
-async def build_pipeline(redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]) -> Pipeline:
-    """The relays and consumers of all three services (as the integration `pipeline`
-    fixture builds them), for fixtures of a wider scope than one test."""
-
-    def consumer(group: str, streams: list[str], inbox: type, handler: object) -> StreamConsumer:
-        return StreamConsumer(
-            redis=redis,
-            sessionmaker=sessionmaker,
-            inbox_model=inbox,
-            group=group,
-            consumer=f"fuzz-{group}",
-            streams=streams,
-            handler=handler,  # type: ignore[arg-type]
-        )
-
-    departments = VerificationSettings().served_departments()
-    consumers = [
-        consumer(
-            VERIFICATION_GROUP,
-            [route_stream(d) for d in departments],
-            VerificationInbox,
-            handle_route,
-        ),
-        consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler),
-        consumer(
-            NOTIFY_GROUP, [EVENTS_STREAM], NotifyInbox, notify_event_handler(NotifySettings())
-        ),
-    ]
-    for c in consumers:
-        await c.ensure_groups()
-    relays = [
-        OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=IntakeOutbox),
-        OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=VerificationOutbox),
-    ]
-    return Pipeline(relays=relays, consumers=consumers)
-
-
 @dataclass
 class Seeded:
     """Who acts, the identifiers path parameters are drawn from, and which of them each
@@ -202,7 +134,7 @@ async def seed(
     """From empty: three citizens' applications, their cases in every state a clerk meets
     (open, claimed and waiting for the citizen, mid-procedure, at the last stage, decided,
     in another department), an attachment, notifications."""
-    await reset_state(engine, redis)
+    await empty_everything(engine, redis)
     pipeline = await build_pipeline(redis, sessionmaker)
     async with unit_of_work(sessionmaker) as session:
         await register_grid_worker(session, openid=GRID_OPENID, name="李网格", region_code="530129")

@@ -67,9 +67,8 @@ async def redis(infra: Infra) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-@pytest.fixture(autouse=True)
-async def clean(engine: AsyncEngine, redis: Redis) -> AsyncIterator[None]:
-    """Every test starts from empty tables and an empty Redis."""
+async def empty_everything(engine: AsyncEngine, redis: Redis) -> None:
+    """Empty every table of the three services (Alembic's bookkeeping aside) and Redis."""
     async with engine.begin() as conn:
         tables = (
             await conn.execute(
@@ -82,6 +81,12 @@ async def clean(engine: AsyncEngine, redis: Redis) -> AsyncIterator[None]:
         ).scalars()
         await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     await redis.flushdb()
+
+
+@pytest.fixture(autouse=True)
+async def clean(engine: AsyncEngine, redis: Redis) -> AsyncIterator[None]:
+    """Every test starts from empty tables and an empty Redis."""
+    await empty_everything(engine, redis)
     yield
 
 
@@ -139,11 +144,10 @@ class Pipeline:
         raise AssertionError("pipeline did not settle")
 
 
-@pytest.fixture
-async def pipeline(
-    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[Pipeline]:
-    departments = VerificationSettings().served_departments()
+async def build_pipeline(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession], *, name: str = "test"
+) -> Pipeline:
+    """The relays and consumers of all three services, as the processes run them."""
 
     def consumer(group: str, streams: list[str], inbox: type, handler: object) -> StreamConsumer:
         return StreamConsumer(
@@ -151,11 +155,12 @@ async def pipeline(
             sessionmaker=sessionmaker,
             inbox_model=inbox,
             group=group,
-            consumer=f"test-{group}",
+            consumer=f"{name}-{group}",
             streams=streams,
             handler=handler,  # type: ignore[arg-type]
         )
 
+    departments = VerificationSettings().served_departments()
     consumers = [
         consumer(
             VERIFICATION_GROUP,
@@ -174,7 +179,14 @@ async def pipeline(
         OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=IntakeOutbox),
         OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=VerificationOutbox),
     ]
-    yield Pipeline(relays=relays, consumers=consumers)
+    return Pipeline(relays=relays, consumers=consumers)
+
+
+@pytest.fixture
+async def pipeline(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[Pipeline]:
+    yield await build_pipeline(redis, sessionmaker)
 
 
 async def citizen_headers(intake: httpx.AsyncClient, openid: str) -> dict[str, str]:

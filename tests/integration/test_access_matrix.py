@@ -68,9 +68,9 @@ from tests.integration.access_matrix_cases import (
 )
 from tests.integration.conftest import (
     PASSWORD,
-    SCHEMAS,
     Pipeline,
     citizen_headers,
+    empty_everything,
     staff_headers,
     submit,
 )
@@ -107,20 +107,11 @@ class World:
 
 
 async def _truncate(engine: AsyncEngine, redis_url: str) -> None:
-    async with engine.begin() as conn:
-        tables = (
-            await conn.execute(
-                text(
-                    "SELECT schemaname || '.' || tablename FROM pg_tables "
-                    "WHERE schemaname = ANY(:schemas) AND tablename <> 'alembic_version'"
-                ),
-                {"schemas": list(SCHEMAS)},
-            )
-        ).scalars()
-        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     redis = create_redis(redis_url)
-    await redis.flushdb()
-    await redis.aclose()
+    try:
+        await empty_everything(engine, redis)
+    finally:
+        await redis.aclose()
 
 
 @asynccontextmanager
