@@ -21,13 +21,15 @@ from sqlalchemy import (
     Identity,
     Index,
     String,
+    any_,
+    bindparam,
     delete,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
@@ -193,10 +195,13 @@ class OutboxRelay:
                 self._streams_written.add(stream)
                 pipe.xadd(stream, Envelope.model_validate(envelope).to_fields())
             await pipe.execute()
+            # One array parameter, not IN (...) with one per row: the same statement for
+            # every batch size, compiled and prepared once.
             await session.execute(
                 update(model)
-                .where(model.id.in_([row.id for row in rows]))
-                .values(published_at=func.now())
+                .where(model.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+                .values(published_at=func.now()),
+                {"ids": [row.id for row in rows]},
             )
         return len(rows)
 

@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     # so a longer one means the database itself is slow: tell the client to come back
     # rather than hold its connection open.
     db_pool_timeout_seconds: float = Field(default=2.0, gt=0)
+    # A pooled connection idle longer than this is pinged before use (and replaced if
+    # dead); one in steady use is not: a ping costs three round trips (shared.db).
+    db_ping_after_idle_seconds: float = Field(default=5.0, ge=0)
 
     # Requests one process works on at once (health, readiness and /metrics excepted); more
     # wait up to `admission_wait_ms` for a slot, at most as many again, and the rest are

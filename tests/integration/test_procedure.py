@@ -496,7 +496,17 @@ async def test_a_redelivered_route_message_opens_no_second_case(
     await pipeline.drain()
     async with engine.connect() as conn:
         cases = (await conn.execute(text("SELECT count(*) FROM verification.cases"))).scalar()
+        audit = (await conn.execute(text("SELECT count(*) FROM verification.case_audit_log"))).scalar()
+        opened = (
+            await conn.execute(
+                text("SELECT count(*) FROM verification.outbox WHERE envelope->>'type' = :t"),
+                {"t": "case.opened"},
+            )
+        ).scalar()
     assert cases == 1
+    # Nor a second audit entry or announcement: the original is announced again (same id).
+    assert audit == 1
+    assert opened == 1
     # Even past the inbox (a consumer group made anew), the route event id keeps it at one.
     async with unit_of_work(sessionmaker) as session:
         await session.execute(text("TRUNCATE verification.inbox"))
@@ -504,7 +514,17 @@ async def test_a_redelivered_route_message_opens_no_second_case(
     await pipeline.drain()
     async with engine.connect() as conn:
         cases = (await conn.execute(text("SELECT count(*) FROM verification.cases"))).scalar()
+        audit = (await conn.execute(text("SELECT count(*) FROM verification.case_audit_log"))).scalar()
+        opened = (
+            await conn.execute(
+                text("SELECT count(*) FROM verification.outbox WHERE envelope->>'type' = :t"),
+                {"t": "case.opened"},
+            )
+        ).scalar()
     assert cases == 1
+    # Nor a second audit entry or announcement: the original is announced again (same id).
+    assert audit == 1
+    assert opened == 1
 
 
 async def test_the_queue_pages_by_deadline_with_a_cursor(

@@ -61,8 +61,23 @@ async def by_route_event(session: AsyncSession, route_event_id: uuid.UUID) -> Ca
     return await session.scalar(select(Case).where(Case.route_event_id == route_event_id))
 
 
-def add(session: AsyncSession, case: Case) -> None:
-    session.add(case)
+_CASE_COLUMNS = tuple(column.key for column in Case.__table__.columns)
+# Built once: a redelivered route message (the same route event) inserts nothing.
+_INSERT_NEW_CASE = (
+    insert(Case.__table__)
+    .on_conflict_do_nothing(index_elements=[Case.__table__.c.route_event_id])
+    .returning(Case.__table__.c.id)
+)
+
+
+async def insert_new(session: AsyncSession, case: Case) -> bool:
+    """Write a case not yet in the database, as one statement; False, writing nothing, if
+    a case for its route event exists. `case` stays outside the session."""
+    # Unset columns are left out, so their defaults apply.
+    values = {key: value for key in _CASE_COLUMNS if (value := getattr(case, key)) is not None}
+    connection = await session.connection()
+    result = await connection.execute(_INSERT_NEW_CASE, values)
+    return result.scalar() is not None
 
 
 async def audit_entries(session: AsyncSession, case_id: uuid.UUID) -> list[AuditEntry]:

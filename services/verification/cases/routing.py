@@ -17,12 +17,15 @@ from shared.events import EVENTS_STREAM, Envelope, EventType
 from shared.outbox import republish
 
 
-async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
+async def open_case(session: AsyncSession, envelope: Envelope) -> Case | None:
     """Open the case for a routed application, or one transferred from another department;
-    a redelivered route message opens nothing new."""
-    existing = await repository.by_route_event(session, envelope.event_id)
-    if existing is not None:
-        return existing
+    a redelivered route message opens nothing new (returns None).
+
+    One statement per message: the case row is written with the id of the event that will
+    announce it, and the unique route event decides redeliveries. Its audit entry and
+    announcement are added to the session and written with the rest of the consumer's
+    batch at commit.
+    """
     payload = envelope.payload
     applicant = payload["applicant"]
     now = now_utc()
@@ -52,8 +55,17 @@ async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
         created_at=now,
         updated_at=now,
     )
-    repository.add(session, case)
-    await session.flush()
+    case.opened_event_id = uuid.uuid4()
+    if not await repository.insert_new(session, case):
+        return None
+    announce(
+        session,
+        case,
+        EventType.CASE_OPENED,
+        _opened_payload(case),
+        now,
+        event_id=case.opened_event_id,
+    )
     record(
         session,
         case,
@@ -64,8 +76,6 @@ async def open_case(session: AsyncSession, envelope: Envelope) -> Case:
         if case.transferred_from_case_id
         else None,
     )
-    opened = announce(session, case, EventType.CASE_OPENED, _opened_payload(case), now)
-    case.opened_event_id = opened.event_id
     return case
 
 

@@ -4,6 +4,7 @@ for changes others must know of, an event in the outbox, in the same transaction
 from __future__ import annotations
 
 import enum
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -60,12 +61,15 @@ def announce(
     *,
     stream: str = EVENTS_STREAM,
     department: str | None = None,
+    event_id: uuid.UUID | None = None,
 ) -> Envelope:
+    """`event_id`, when the event's id must be known before it is announced."""
     return enqueue(
         session,
         OutboxMessage,
         stream,
         Envelope(
+            event_id=event_id or uuid.uuid4(),
             type=event_type,
             application_id=case.application_id,
             department=department or case.department,
