@@ -109,22 +109,22 @@ async def apply_change(
     ]
     if not rows:
         return
-    await session.execute(_ADD_TO_ROLLUP, rows)
+    connection = await session.connection()
+    await connection.execute(_ADD_TO_ROLLUP, rows)
 
 
 def _add_to_rollup() -> Any:
-    statement = insert(ClosureRollup)
+    table = ClosureRollup.__table__
+    statement = insert(table)
     return statement.on_conflict_do_update(
-        index_elements=[ClosureRollup.dimension, ClosureRollup.key, ClosureRollup.day],
-        set_={
-            name: getattr(ClosureRollup, name) + getattr(statement.excluded, name)
-            for name in COUNTERS
-        },
+        index_elements=[table.c.dimension, table.c.key, table.c.day],
+        set_={name: table.c[name] + statement.excluded[name] for name in COUNTERS},
     )
 
 
-# Built once and run with a list of rows: building a multi-row upsert per event (and its
-# cache key) cost more than the database work.
+# Built once and run with a list of rows as a Core statement: building a multi-row upsert
+# per event (and its cache key), or passing it through the ORM's bulk insert, cost more
+# than the database work.
 _ADD_TO_ROLLUP = _add_to_rollup()
 
 

@@ -33,23 +33,31 @@ async def queue_for_event(
     if composed is None:
         return
     text, data = composed
-    # ON CONFLICT: an event seen twice (however it got past the inbox) queues nothing new.
-    await session.execute(
-        insert(Notification)
-        .values(
-            id=uuid.uuid4(),
-            event_id=envelope.event_id,
-            application_id=envelope.application_id,
-            kind=kind,
-            text=text,
-            template_data=data,
-            recipient_openid=fact.recipient_openid,
-            recipient_phone_enc=fact.recipient_phone_enc,
-            status=NotificationStatus.PENDING,
-            next_attempt_at=func.now(),
-        )
-        .on_conflict_do_nothing(index_elements=[Notification.event_id])
+    connection = await session.connection()
+    await connection.execute(
+        _QUEUE_NOTIFICATION,
+        {
+            "id": uuid.uuid4(),
+            "event_id": envelope.event_id,
+            "application_id": envelope.application_id,
+            "kind": kind,
+            "text": text,
+            "template_data": data,
+            "recipient_openid": fact.recipient_openid,
+            "recipient_phone_enc": fact.recipient_phone_enc,
+            "status": NotificationStatus.PENDING,
+        },
     )
+
+
+# Built once, run as a Core statement: through the ORM, an INSERT ... VALUES was compiled
+# anew for every event. ON CONFLICT: an event seen twice (however it got past the inbox)
+# queues nothing new.
+_QUEUE_NOTIFICATION = (
+    insert(Notification.__table__)
+    .values(next_attempt_at=func.now())
+    .on_conflict_do_nothing(index_elements=[Notification.__table__.c.event_id])
+)
 
 
 def backoff(attempts: int, *, base: float, cap: float) -> timedelta:
