@@ -11,10 +11,10 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, event, func, text
+from sqlalchemy import DateTime, MetaData, Table, event, func, text
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -146,6 +146,11 @@ async def database_ready(engine: AsyncEngine) -> bool:
     except Exception:
         return False
     return True
+
+
+def table_of(model: type[Any]) -> Table:
+    """A mapped class's table, for Core statements built once (typed as the Table it is)."""
+    return cast(Table, model.__table__)
 
 
 def now_utc() -> datetime:

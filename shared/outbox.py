@@ -33,6 +33,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from shared.db import table_of
 from shared.events import Envelope, consumer_groups
 from shared.lifecycle import sleep_or_stop
 from shared.logging import correlation_id
@@ -107,7 +108,17 @@ async def enqueue_now(
     for hot paths that write a few rows and nothing else through the session."""
     connection = await session.connection()
     rows = [_row(stream, _correlated(envelope)) for stream, envelope in messages]
-    await connection.execute(insert(model.__table__), rows)  # type: ignore[attr-defined]
+    await connection.execute(_insert_into(model), rows)
+
+
+_INSERTS: dict[type[OutboxMixin], Any] = {}
+
+
+def _insert_into(model: type[OutboxMixin]) -> Any:
+    """The outbox's INSERT, built once per table (its cache key is then not recomputed)."""
+    if model not in _INSERTS:
+        _INSERTS[model] = insert(table_of(model))
+    return _INSERTS[model]
 
 
 async def republish(

@@ -118,6 +118,7 @@ async def run_relay(
     service: str,
     outbox_model: type[OutboxMixin],
     stop: asyncio.Event | None = None,
+    linger_seconds: float = 0.01,
 ) -> None:
     async with _process(settings, service, "relay", stop) as process:
         relay = OutboxRelay(
@@ -125,5 +126,6 @@ async def run_relay(
             redis=process.redis,
             model=outbox_model,
             listen_dsn=plain_url(settings.require_database_url()),
+            linger_seconds=linger_seconds,
         )
         await relay.run(process.stop)

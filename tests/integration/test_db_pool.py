@@ -22,7 +22,8 @@ async def _backend_pid(engine: AsyncEngine) -> int:
 
 async def _terminate(admin: AsyncEngine, pid: int) -> None:
     async with admin.connect() as conn:
-        assert (await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})).scalar()
+        killed = await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        assert killed.scalar()
     await asyncio.sleep(0.05)  # let the backend go
 
 

@@ -477,6 +477,22 @@ async def test_release_and_supervisor_reassignment(
     ).is_success
 
 
+async def _case_rows(engine: AsyncEngine) -> tuple[int, int, int]:
+    """Cases, audit entries and case.opened announcements in the database."""
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM verification.cases),"
+                    " (SELECT count(*) FROM verification.case_audit_log),"
+                    " (SELECT count(*) FROM verification.outbox"
+                    "  WHERE envelope->>'type' = 'case.opened')"
+                )
+            )
+        ).one()
+    return int(row[0]), int(row[1]), int(row[2])
+
+
 async def test_a_redelivered_route_message_opens_no_second_case(
     intake: httpx.AsyncClient,
     verification: httpx.AsyncClient,
@@ -494,37 +510,15 @@ async def test_a_redelivered_route_message_opens_no_second_case(
     for _ in range(3):  # e.g. a relay that died before marking, or a replay
         await redis.xadd(route_stream("medins"), fields)
     await pipeline.drain()
-    async with engine.connect() as conn:
-        cases = (await conn.execute(text("SELECT count(*) FROM verification.cases"))).scalar()
-        audit = (await conn.execute(text("SELECT count(*) FROM verification.case_audit_log"))).scalar()
-        opened = (
-            await conn.execute(
-                text("SELECT count(*) FROM verification.outbox WHERE envelope->>'type' = :t"),
-                {"t": "case.opened"},
-            )
-        ).scalar()
-    assert cases == 1
-    # Nor a second audit entry or announcement: the original is announced again (same id).
-    assert audit == 1
-    assert opened == 1
+    # One case, one audit entry, one announcement (a redelivery announces the same id again).
+    assert await _case_rows(engine) == (1, 1, 1)
     # Even past the inbox (a consumer group made anew), the route event id keeps it at one.
     async with unit_of_work(sessionmaker) as session:
         await session.execute(text("TRUNCATE verification.inbox"))
     await redis.xadd(route_stream("medins"), fields)
     await pipeline.drain()
-    async with engine.connect() as conn:
-        cases = (await conn.execute(text("SELECT count(*) FROM verification.cases"))).scalar()
-        audit = (await conn.execute(text("SELECT count(*) FROM verification.case_audit_log"))).scalar()
-        opened = (
-            await conn.execute(
-                text("SELECT count(*) FROM verification.outbox WHERE envelope->>'type' = :t"),
-                {"t": "case.opened"},
-            )
-        ).scalar()
-    assert cases == 1
-    # Nor a second audit entry or announcement: the original is announced again (same id).
-    assert audit == 1
-    assert opened == 1
+    # One case, one audit entry, one announcement (a redelivery announces the same id again).
+    assert await _case_rows(engine) == (1, 1, 1)
 
 
 async def test_the_queue_pages_by_deadline_with_a_cursor(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,7 @@ from services.intake.models import (
     TimelineEntry,
 )
 from shared.auth import Principal, Role
+from shared.db import table_of
 
 
 async def claim_idempotency_key(
@@ -74,18 +75,14 @@ async def insert_application(session: AsyncSession, values: dict[str, Any]) -> b
     return result.scalar() is not None
 
 
-def _table(model: type[Any]) -> Table:
-    return cast(Table, model.__table__)
-
-
 # Built once: constructing a 30-column INSERT per request costs more than executing it.
 _INSERT_APPLICATION = (
-    insert(_table(Application)).on_conflict_do_nothing().returning(_table(Application).c.id)
+    insert(table_of(Application)).on_conflict_do_nothing().returning(table_of(Application).c.id)
 )
 _CLAIM_KEY = (
-    insert(_table(IdempotencyRecord))
+    insert(table_of(IdempotencyRecord))
     .on_conflict_do_nothing()
-    .returning(_table(IdempotencyRecord).c.key)
+    .returning(table_of(IdempotencyRecord).c.key)
 )
 
 
@@ -101,7 +98,7 @@ async def insert_timeline(session: AsyncSession, entry: TimelineEntry) -> None:
     )
 
 
-_INSERT_TIMELINE = insert(_table(TimelineEntry))
+_INSERT_TIMELINE = insert(table_of(TimelineEntry))
 
 
 def add_timeline(
@@ -161,11 +158,20 @@ async def get_visible(
 async def bind_citizen(
     session: AsyncSession, openid: str, id_number_hash: str, phone_hash: str, name: str
 ) -> None:
-    await session.execute(
-        insert(CitizenBinding)
-        .values(openid=openid, id_number_hash=id_number_hash, phone_hash=phone_hash, name=name)
-        .on_conflict_do_nothing()
+    connection = await session.connection()
+    await connection.execute(
+        _BIND_CITIZEN,
+        {
+            "openid": openid,
+            "id_number_hash": id_number_hash,
+            "phone_hash": phone_hash,
+            "name": name,
+        },
     )
+
+
+# Built once, run as Core: through the ORM this INSERT was compiled for every submission.
+_BIND_CITIZEN = insert(table_of(CitizenBinding)).on_conflict_do_nothing()
 
 
 async def count_visible(session: AsyncSession, principal: Principal) -> int:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import ApplicationFact, ClosureRollup
+from shared.db import table_of
 
 COUNTERS = (
     "received",
@@ -114,7 +115,7 @@ async def apply_change(
 
 
 def _add_to_rollup() -> Any:
-    table = ClosureRollup.__table__
+    table = table_of(ClosureRollup)
     statement = insert(table)
     return statement.on_conflict_do_update(
         index_elements=[table.c.dimension, table.c.key, table.c.day],

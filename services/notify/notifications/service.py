@@ -19,6 +19,7 @@ from services.notify.models import (
     NotificationStatus,
 )
 from services.notify.notifications.texts import KINDS, compose
+from shared.db import table_of
 from shared.events import Envelope
 
 
@@ -54,9 +55,9 @@ async def queue_for_event(
 # anew for every event. ON CONFLICT: an event seen twice (however it got past the inbox)
 # queues nothing new.
 _QUEUE_NOTIFICATION = (
-    insert(Notification.__table__)
+    insert(table_of(Notification))
     .values(next_attempt_at=func.now())
-    .on_conflict_do_nothing(index_elements=[Notification.__table__.c.event_id])
+    .on_conflict_do_nothing(index_elements=[table_of(Notification).c.event_id])
 )
 
 

@@ -20,6 +20,7 @@ from services.verification.models import (
     StaffUser,
 )
 from shared.auth import Role
+from shared.db import table_of
 from shared.regions import regions
 
 _S = TypeVar("_S", bound=Select[Any])
@@ -61,12 +62,13 @@ async def by_route_event(session: AsyncSession, route_event_id: uuid.UUID) -> Ca
     return await session.scalar(select(Case).where(Case.route_event_id == route_event_id))
 
 
-_CASE_COLUMNS = tuple(column.key for column in Case.__table__.columns)
+_CASES = table_of(Case)
+_CASE_COLUMNS = tuple(column.key for column in _CASES.columns)
 # Built once: a redelivered route message (the same route event) inserts nothing.
 _INSERT_NEW_CASE = (
-    insert(Case.__table__)
-    .on_conflict_do_nothing(index_elements=[Case.__table__.c.route_event_id])
-    .returning(Case.__table__.c.id)
+    insert(_CASES)
+    .on_conflict_do_nothing(index_elements=[_CASES.c.route_event_id])
+    .returning(_CASES.c.id)
 )
 
 
