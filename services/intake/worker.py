@@ -10,7 +10,7 @@ from services.intake.applications.events import apply_case_event
 from services.intake.models import InboxEvent, OutboxMessage
 from services.intake.settings import IntakeSettings
 from shared.events import EVENTS_STREAM, Envelope
-from shared.runner import run_consumer, run_relay
+from shared.runner import BACKGROUND_LINGER_MS, run_consumer, run_relay
 
 GROUP = "intake"
 
@@ -29,6 +29,7 @@ async def run_worker(settings: IntakeSettings, stop: asyncio.Event | None = None
         inbox_model=InboxEvent,
         handler=handle_event,
         stop=stop,
+        linger_ms=BACKGROUND_LINGER_MS,
     )
 
 

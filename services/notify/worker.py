@@ -16,7 +16,7 @@ from services.notify.reminders.service import remind_due_soon
 from services.notify.settings import NotifySettings
 from shared.events import EVENTS_STREAM, Envelope
 from shared.redis import create_redis
-from shared.runner import Periodic, run_consumer
+from shared.runner import BACKGROUND_LINGER_MS, Periodic, run_consumer
 from shared.streams import Handler
 
 GROUP = "notify"
@@ -57,6 +57,7 @@ async def run_worker(settings: NotifySettings, stop: asyncio.Event | None = None
             handler=event_handler(settings),
             stop=stop,
             periodic=periodic_jobs(settings, sender),
+            linger_ms=BACKGROUND_LINGER_MS,
         )
     finally:
         await sender.aclose()
