@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import psutil
 
-from services.cli import worker_options
+from services.cli import serve_options, worker_options
 from shared import migrations
 from shared.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 
@@ -77,7 +77,10 @@ class System:
 
 def _processes(workers: int) -> list[tuple[list[str], str]]:
     cmd = [sys.executable, "-m", "services.cli"]
-    apis = [([*cmd, "serve", s, "--workers", str(workers)], f"{s}-api") for s in SERVICES]
+    apis = [
+        ([*cmd, "serve", s, "--workers", str(workers), *serve_options(s)], f"{s}-api")
+        for s in SERVICES
+    ]
     processes = [
         *apis,
         ([*cmd, "relay", "intake"], "intake-relay"),

@@ -136,8 +136,34 @@ def test_happy_path_across_processes_and_clean_sigterm(
             json={"username": "new-clerk", "password": "a-long-password"},
         ).is_success
 
+        # Priorities on one machine: the path to the clerks' queue first, then new
+        # submissions, then the citizen's timeline and notify's work.
+        assert _raised_niceness(system) == {
+            "serve intake": 3,
+            "serve verification": 0,
+            "serve notify": 0,
+            "worker intake": 10,
+            "worker verification": 0,
+            "worker notify": 10,
+            "relay intake": 0,
+            "relay verification": 0,
+        }
+
         tree = _stop(system, signal.SIGTERM)
     _assert_all_gone(tree)
+
+
+def _raised_niceness(system: RunningSystem) -> dict[str, int]:
+    """How far each service process's priority is below the supervisor's."""
+    base = system.tree()[0].nice()
+    found = {}
+    for process in system.tree()[1:]:
+        argv = process.cmdline()
+        commands = [i for i, arg in enumerate(argv) if arg in ("serve", "worker", "relay")]
+        if "services.cli" in argv and commands:
+            at = commands[0]
+            found[f"{argv[at]} {argv[at + 1]}"] = process.nice() - base
+    return found
 
 
 def test_embedded_servers_from_scratch_and_ctrl_c_leaves_nothing(
