@@ -3,8 +3,13 @@ information, withdraw, rate, report for someone else, attach evidence."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import httpx
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.intake.auth.service import deactivate_grid_worker, register_grid_worker
@@ -18,6 +23,22 @@ from tests.integration.conftest import (
     submit,
     work_to_last_stage,
 )
+
+
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL every engine in this process runs inside the block."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -172,10 +193,13 @@ async def test_grid_worker_reports_for_a_citizen_who_then_sees_it(
     body = application_body(
         applicant={"name": "王老五", "id_number": id_number, "phone": "13987654321"}
     )
-    created = await intake.post(
-        "/api/v1/applications", json=body, headers={**worker, "Idempotency-Key": "grid-entry-1"}
-    )
+    with statements_run() as statements:
+        created = await intake.post(
+            "/api/v1/applications", json=body, headers={**worker, "Idempotency-Key": "grid-entry-1"}
+        )
     assert created.status_code == 201, created.text
+    # Checked active once, and his name for the timeline taken from that same row.
+    assert len([sql for sql in statements if "FROM intake.grid_workers" in sql]) == 1
     app_id = created.json()["id"]
     outside = application_body(household={"region_code": "532901"})
     refused = await intake.post(

@@ -21,14 +21,13 @@ from services.intake.auth.dependencies import (
     Cipher,
     ClientIp,
     CurrentCitizen,
+    GridWorkerName,
     Limiter,
     ObjectStore,
     Settings,
 )
-from services.intake.auth.repository import active_grid_worker
-from shared.auth import Role
 from shared.db import DbSession
-from shared.errors import Forbidden, InvalidInput
+from shared.errors import InvalidInput
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
 router = APIRouter(prefix="/applications", tags=["applications"])
@@ -51,6 +50,7 @@ async def submit_application(
     cipher: Cipher,
     limiter: Limiter,
     client_ip: ClientIp,
+    grid_worker_name: GridWorkerName,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="每份新申请一个唯一值；重试时原样带上"),
@@ -62,12 +62,6 @@ async def submit_application(
         )
     await limiter.hit(settings.rate_submit_per_user, "submit-user", principal.subject)
     await limiter.hit(settings.rate_submit_per_ip, "submit-ip", client_ip)
-    grid_worker_name = None
-    if principal.role is Role.GRID_WORKER:
-        worker = await active_grid_worker(session, principal.subject)
-        if worker is None:
-            raise Forbidden("网格员账号已停用", code="grid_worker_inactive")
-        grid_worker_name = worker.name
     status_code, payload = await service.submit(
         session,
         principal=principal,

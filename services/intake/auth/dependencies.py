@@ -5,6 +5,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 
 from services.intake.auth.repository import active_grid_worker
+from services.intake.models import GridWorker
 from services.intake.settings import IntakeSettings
 from shared.auth import Audience, Principal, Role, bearer_token, decode_token
 from shared.db import DbSession
@@ -57,18 +58,33 @@ ClientIp = Annotated[str, Depends(_client_ip)]
 
 
 async def _current_citizen(
-    settings: Settings, session: DbSession, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    settings: Settings,
+    session: DbSession,
+    authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
     principal = decode_token(settings, bearer_token(authorization), audience=Audience.CITIZEN)
     if principal.role not in (Role.CITIZEN, Role.GRID_WORKER):
         raise Forbidden()
-    if (
-        principal.role is Role.GRID_WORKER
-        and await active_grid_worker(session, principal.subject) is None
-    ):
-        raise Unauthorized("网格员账号已停用", code="account_disabled")
+    if principal.role is Role.GRID_WORKER:
+        worker = await active_grid_worker(session, principal.subject)
+        if worker is None:
+            raise Unauthorized("网格员账号已停用", code="account_disabled")
+        request.state.grid_worker = worker  # for GridWorkerName, without a second query
     return principal
 
 
 CurrentCitizen = Annotated[Principal, Depends(_current_citizen)]
 """A citizen or a grid worker (who acts for citizens)."""
+
+
+async def _grid_worker_name(request: Request, principal: CurrentCitizen) -> str | None:
+    if principal.role is not Role.GRID_WORKER:
+        return None
+    worker: GridWorker = request.state.grid_worker
+    return worker.name
+
+
+GridWorkerName = Annotated[str | None, Depends(_grid_worker_name)]
+"""The acting grid worker's name (None for a citizen acting for himself), from the row
+CurrentCitizen checked."""
