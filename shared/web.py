@@ -126,9 +126,8 @@ class AdmissionControlMiddleware:
     finishing request hands its slot straight to the longest waiter. A request whose wait
     runs out, or that finds the waiting line full (it is answered after
     `FULL_LINE_DELAY_SECONDS`, so that clients retrying at once cannot burn the CPU on
-    refusals), is refused with `overloaded`. The slot is held until
-    the response has been sent in full. Per process: with several uvicorn
-    workers each has its own limit.
+    refusals), is refused with `overloaded`. The slot is held until the response has been
+    sent in full. Per process: with several uvicorn workers each has its own limit.
     """
 
     def __init__(

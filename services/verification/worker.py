@@ -56,7 +56,8 @@ async def run_outbox_relay(
 ) -> None:
     # Longer than intake's relay (10 ms), which carries applications to the clerks' queues:
     # these are clerk actions on their way to the citizen's timeline and notify, where 50 ms
-    # more is unseen, and under load batches four times larger cost a quarter as much.
+    # more is unseen, and larger batches cost less per message (relief replay --scale 0.01:
+    # this relay's CPU 25.1 → 10.7 s).
     await run_relay(
         settings,
         service="verification",

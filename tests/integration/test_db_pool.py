@@ -4,6 +4,8 @@ request sees it, while one in steady use costs no extra round trips."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import text
@@ -33,28 +35,37 @@ def admin(engine: AsyncEngine) -> AsyncEngine:
     return engine
 
 
-def _pool_of_one(idle_seconds: float) -> AsyncEngine:
-    return create_engine(
+@asynccontextmanager
+async def _pool_of_one(idle_seconds: float) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(
         ServiceSettings(db_pool_size=1, db_max_overflow=0, db_ping_after_idle_seconds=idle_seconds),
         application_name="relief-tests-pool",
     )
-
-
-async def test_a_connection_dead_after_idling_is_replaced_unseen(admin: AsyncEngine) -> None:
-    engine = _pool_of_one(0.2)
     try:
-        first = await _backend_pid(engine)
-        await _terminate(admin, first)
-        await asyncio.sleep(0.3)  # idle past the threshold: checked before use
-        second = await _backend_pid(engine)
-        assert second != first
+        yield engine
     finally:
         await engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("idle_seconds", "pause"),
+    [
+        pytest.param(0.2, 0.3, id="idle past the threshold: checked before use"),
+        pytest.param(0, 0, id="0 pings on every checkout"),
+    ],
+)
+async def test_a_connection_dead_after_idling_is_replaced_unseen(
+    admin: AsyncEngine, idle_seconds: float, pause: float
+) -> None:
+    async with _pool_of_one(idle_seconds) as engine:
+        first = await _backend_pid(engine)
+        await _terminate(admin, first)
+        await asyncio.sleep(pause)
+        assert await _backend_pid(engine) != first
+
+
 async def test_a_connection_in_steady_use_is_not_pinged(admin: AsyncEngine) -> None:
-    engine = _pool_of_one(3600)
-    try:
+    async with _pool_of_one(3600) as engine:
         first = await _backend_pid(engine)
         await _terminate(admin, first)
         # Not idle long enough to be pinged: the dead connection reaches the query, which
@@ -64,15 +75,3 @@ async def test_a_connection_in_steady_use_is_not_pinged(admin: AsyncEngine) -> N
         assert is_connection_error(failed.value)
         # ... and the pool has dropped it: the next query gets a new one.
         assert await _backend_pid(engine) != first
-    finally:
-        await engine.dispose()
-
-
-async def test_zero_pings_on_every_checkout(admin: AsyncEngine) -> None:
-    engine = _pool_of_one(0)
-    try:
-        first = await _backend_pid(engine)
-        await _terminate(admin, first)
-        assert await _backend_pid(engine) != first
-    finally:
-        await engine.dispose()
