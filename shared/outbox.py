@@ -29,11 +29,10 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from shared.db import table_of
 from shared.events import Envelope, consumer_groups
 from shared.lifecycle import sleep_or_stop
 from shared.logging import correlation_id
@@ -101,24 +100,16 @@ def enqueue(
     return envelope
 
 
-async def enqueue_now(
-    session: AsyncSession, model: type[OutboxMixin], messages: list[tuple[str, Envelope]]
-) -> None:
-    """`enqueue` as one INSERT statement executed at once, without the ORM's unit of work:
-    for hot paths that write a few rows and nothing else through the session."""
-    connection = await session.connection()
-    rows = [_row(stream, _correlated(envelope)) for stream, envelope in messages]
-    await connection.execute(_insert_into(model), rows)
-
-
-_INSERTS: dict[type[OutboxMixin], Any] = {}
-
-
-def _insert_into(model: type[OutboxMixin]) -> Any:
-    """The outbox's INSERT, built once per table (its cache key is then not recomputed)."""
-    if model not in _INSERTS:
-        _INSERTS[model] = insert(table_of(model))
-    return _INSERTS[model]
+def outbox_columns(messages: list[tuple[str, Envelope]]) -> dict[str, list[Any]]:
+    """The messages as column arrays (`outbox_event_ids`, `outbox_streams`,
+    `outbox_envelopes` as JSON text) for an `INSERT … SELECT * FROM unnest(…)` inside a
+    larger statement: a hot path that writes its state and its messages in one round trip."""
+    envelopes = [(stream, _correlated(envelope)) for stream, envelope in messages]
+    return {
+        "outbox_event_ids": [envelope.event_id for _, envelope in envelopes],
+        "outbox_streams": [stream for stream, _ in envelopes],
+        "outbox_envelopes": [envelope.model_dump_json() for _, envelope in envelopes],
+    }
 
 
 async def republish(

@@ -181,8 +181,65 @@ async def test_rating_once_after_closure(
     assert satisfaction == {"average": 4.0, "count": 1}
 
 
+_SUBMISSION_TABLES = (
+    "applications",
+    "idempotency_records",
+    "citizen_bindings",
+    "timeline_entries",
+    "outbox",
+)
+
+
+async def _row_counts(engine: AsyncEngine) -> dict[str, int]:
+    async with engine.connect() as connection:
+        return {
+            table: int(
+                (
+                    await connection.execute(text(f"SELECT count(*) FROM intake.{table}"))
+                ).scalar_one()
+            )
+            for table in _SUBMISSION_TABLES
+        }
+
+
+async def test_a_submission_is_one_statement_and_a_refused_one_leaves_nothing(
+    intake: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    citizen = await citizen_headers(intake, "openid-one-statement")
+    body = application_body()
+    with statements_run() as statements:
+        created = await intake.post(
+            "/api/v1/applications", json=body, headers={**citizen, "Idempotency-Key": "first-key-1"}
+        )
+    assert created.status_code == 201, created.text
+    assert len([sql for sql in statements if "INSERT" in sql]) == 1
+    written = await _row_counts(engine)
+    assert written == {
+        "applications": 1,
+        "idempotency_records": 1,
+        "citizen_bindings": 1,
+        "timeline_entries": 1,
+        "outbox": 2,  # the route message and the event
+    }
+
+    # The same person and item again, under a new key: refused, and the key is not kept
+    # with an answer for an application that was never written.
+    for _ in range(2):
+        again = await intake.post(
+            "/api/v1/applications",
+            json=body,
+            headers={**citizen, "Idempotency-Key": "second-key-1"},
+        )
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "duplicate_application"
+        assert again.json()["error"]["details"]["application_id"] == created.json()["id"]
+    assert await _row_counts(engine) == written
+
+
 async def test_grid_worker_reports_for_a_citizen_who_then_sees_it(
-    intake: httpx.AsyncClient, sessionmaker: async_sessionmaker[AsyncSession]
+    intake: httpx.AsyncClient,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
 ) -> None:
     async with unit_of_work(sessionmaker) as session:
         await register_grid_worker(session, openid="grid-li", name="李网格", region_code="530129")
@@ -200,6 +257,8 @@ async def test_grid_worker_reports_for_a_citizen_who_then_sees_it(
     assert created.status_code == 201, created.text
     # Checked active once, and his name for the timeline taken from that same row.
     assert len([sql for sql in statements if "FROM intake.grid_workers" in sql]) == 1
+    # Entered for someone else: the grid worker is not bound to that person.
+    assert (await _row_counts(engine))["citizen_bindings"] == 0
     app_id = created.json()["id"]
     outside = application_body(household={"region_code": "532901"})
     refused = await intake.post(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.models import (
@@ -16,36 +19,11 @@ from services.intake.models import (
     Attachment,
     CitizenBinding,
     IdempotencyRecord,
+    OutboxMessage,
     TimelineEntry,
 )
 from shared.auth import Principal, Role
 from shared.db import table_of
-
-
-async def claim_idempotency_key(
-    session: AsyncSession,
-    owner: str,
-    key: str,
-    request_hash: str,
-    *,
-    status_code: int | None = None,
-    response_body: dict[str, Any] | None = None,
-) -> bool:
-    """Insert the key (with the answer, when it is known before the work is done: it commits
-    or rolls back with that work); False if it exists. A concurrent insert of the same key
-    waits here for the other transaction, so an in-flight first request is never run twice."""
-    connection = await session.connection()
-    result = await connection.execute(
-        _CLAIM_KEY,
-        {
-            "owner": owner,
-            "key": key,
-            "request_hash": request_hash,
-            "status_code": status_code,
-            "response_body": response_body,
-        },
-    )
-    return result.scalar() is not None
 
 
 async def get_idempotency_record(
@@ -66,39 +44,96 @@ async def find_open_duplicate(
     )
 
 
-async def insert_application(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert a new application; False, with nothing written, if the person already has an
-    open one for the item (the partial unique index decides, so concurrent submissions
-    cannot both pass)."""
-    connection = await session.connection()  # Core, not the ORM: nothing to load back
-    result = await connection.execute(_INSERT_APPLICATION, values)
-    return result.scalar() is not None
+async def insert_submission(
+    session: AsyncSession,
+    *,
+    idempotency: dict[str, Any],
+    application: dict[str, Any],
+    bind_citizen: bool,
+    timeline: dict[str, Any],
+    outbox: dict[str, list[Any]],
+) -> tuple[bool, bool]:
+    """Write a submission in one statement: the idempotency key with its answer, the
+    application, the citizen's binding (if `bind_citizen`), the timeline line and the
+    outbox rows. Returns (key claimed, application created).
 
-
-# Built once: constructing a 30-column INSERT per request costs more than executing it.
-_INSERT_APPLICATION = (
-    insert(table_of(Application)).on_conflict_do_nothing().returning(table_of(Application).c.id)
-)
-_CLAIM_KEY = (
-    insert(table_of(IdempotencyRecord))
-    .on_conflict_do_nothing()
-    .returning(table_of(IdempotencyRecord).c.key)
-)
-
-
-async def insert_timeline(session: AsyncSession, entry: TimelineEntry) -> None:
-    """Write a timeline line at once, outside the ORM's unit of work (the submission path)."""
+    Each write after the key runs only if the one before it did: a key already used leaves
+    everything else unwritten, and so does an open application of the same person and item
+    (the partial unique index decides, so concurrent submissions cannot both pass). A
+    concurrent insert of the same key waits for the other transaction, so an in-flight
+    first request is never run twice. Claimed but not created means the caller must roll
+    back, or the key would keep an answer for an application that does not exist."""
     connection = await session.connection()
-    await connection.execute(
-        _INSERT_TIMELINE,
-        {
-            column: getattr(entry, column)
-            for column in ("application_id", "kind", "title", "detail", "occurred_at")
-        },
+    params = {
+        **{f"key_{name}": value for name, value in idempotency.items()},
+        **application,
+        "bind_citizen": bind_citizen,
+        **{f"timeline_{name}": value for name, value in timeline.items()},
+        **outbox,
+    }
+    row = (await connection.execute(_INSERT_SUBMISSION, params)).one()
+    return bool(row.claimed), bool(row.created)
+
+
+_PG = PGDialect()  # type: ignore[no-untyped-call]
+
+
+def _casts(table: Table, columns: Sequence[str], prefix: str = "") -> str:
+    """`CAST(:name AS type)` per column: parameters selected (not VALUES) need their types.
+    Without a length (VARCHAR, not VARCHAR(64)): a cast would cut a value that is too long,
+    where the column itself refuses it."""
+    return ", ".join(
+        f"CAST(:{prefix}{c} AS {re.sub(r'[(].*[)]', '', table.c[c].type.compile(dialect=_PG))})"
+        for c in columns
     )
 
 
-_INSERT_TIMELINE = insert(table_of(TimelineEntry))
+_KEY_COLUMNS = ("owner", "key", "request_hash", "status_code", "response_body")
+APPLICATION_COLUMNS = (
+    "id", "item_code", "department", "status", "owner_openid", "submitted_by",
+    "submitted_by_role", "submitted_by_name", "applicant_name", "id_number_enc",
+    "id_number_hash", "phone_enc", "phone_hash", "id_number_masked", "phone_masked",
+    "region_code", "household", "annual_income_per_capita", "description", "form",
+    "prescreen", "deadline", "route_event_id", "reroutes", "created_at", "updated_at",
+)  # fmt: skip
+_TIMELINE_COLUMNS = ("kind", "title", "detail", "occurred_at")
+_APPLICATIONS = table_of(Application)
+# Only the models' own names and types are formatted in; every value is a parameter.
+_INSERT_SUBMISSION = text(
+    f"""
+    WITH claimed AS (
+        INSERT INTO {table_of(IdempotencyRecord).fullname} ({", ".join(_KEY_COLUMNS)})
+        SELECT {_casts(table_of(IdempotencyRecord), _KEY_COLUMNS, "key_")}
+        ON CONFLICT DO NOTHING
+        RETURNING key
+    ), created AS (
+        INSERT INTO {_APPLICATIONS.fullname} ({", ".join(APPLICATION_COLUMNS)})
+        SELECT {_casts(_APPLICATIONS, APPLICATION_COLUMNS)}
+        WHERE EXISTS (SELECT FROM claimed)
+        ON CONFLICT DO NOTHING
+        RETURNING id, owner_openid, id_number_hash, phone_hash, applicant_name
+    ), bound AS (
+        INSERT INTO {table_of(CitizenBinding).fullname} (openid, id_number_hash, phone_hash, name)
+        SELECT owner_openid, id_number_hash, phone_hash, applicant_name FROM created
+        WHERE CAST(:bind_citizen AS boolean)
+        ON CONFLICT DO NOTHING
+    ), timeline AS (
+        INSERT INTO {table_of(TimelineEntry).fullname}
+            (application_id, {", ".join(_TIMELINE_COLUMNS)})
+        SELECT id, {_casts(table_of(TimelineEntry), _TIMELINE_COLUMNS, "timeline_")}
+        FROM created
+    ), queued AS (
+        INSERT INTO {table_of(OutboxMessage).fullname} (event_id, stream, envelope)
+        SELECT * FROM unnest(
+            CAST(:outbox_event_ids AS uuid[]),
+            CAST(:outbox_streams AS varchar[]),
+            CAST(:outbox_envelopes AS jsonb[])
+        )
+        WHERE EXISTS (SELECT FROM created)
+    )
+    SELECT EXISTS (SELECT FROM claimed) AS claimed, EXISTS (SELECT FROM created) AS created
+    """  # noqa: S608
+)
 
 
 def add_timeline(

@@ -25,16 +25,14 @@ from services.intake.applications.schemas import (
 from services.intake.models import (
     Application,
     ApplicationStatus,
-    OutboxMessage,
     Outcome,
-    TimelineEntry,
 )
 from shared.auth import Principal, Role
 from shared.catalog import catalog
 from shared.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EVENTS_STREAM, Envelope, EventType, route_stream
 from shared.forms import validate_form
-from shared.outbox import enqueue_now
+from shared.outbox import outbox_columns
 from shared.pagination import decode_keyset, split_page
 from shared.pii import PiiCipher, mask_id_number, mask_phone
 
@@ -82,8 +80,8 @@ async def submit(
     The hot path of the platform, so it is written for few round trips: everything is
     checked and computed first; then the idempotency key goes in together with its answer,
     the application (the partial unique index refuses a second open one for the same person
-    and item), the binding, the timeline line and both outbox messages — five statements,
-    one transaction (the request's unit of work)."""
+    and item), the binding, the timeline line and both outbox messages — one statement, in
+    the request's unit of work (which rolls the key back if the application was refused)."""
     owner = principal.subject
     request_hash = _request_hash(body)
     item = catalog().item(body.item_code)
@@ -142,37 +140,45 @@ async def submit(
         created_at=application.created_at,
     ).model_dump(mode="json")
 
-    if not await repository.claim_idempotency_key(
-        session, owner, idempotency_key, request_hash, status_code=201, response_body=created
-    ):
-        return await _replay(session, owner, idempotency_key, request_hash)
-    if not await repository.insert_application(session, values):
-        existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
-        if existing is not None:
-            raise _duplicate(existing)
-        raise Conflict("该事项已有一份正在办理的申请", code="duplicate_application")
-    if not on_behalf:
+    department = department_name(item.department)
+    claimed, created_ = await repository.insert_submission(
+        session,
+        idempotency={
+            "owner": owner,
+            "key": idempotency_key,
+            "request_hash": request_hash,
+            "status_code": 201,
+            "response_body": json.dumps(created),
+        },
+        application={
+            **values,
+            "household": json.dumps(values["household"]),
+            "form": json.dumps(values["form"]),
+            "prescreen": json.dumps(values["prescreen"]),
+        },
         # The citizen applying for himself is that person: he keeps seeing what grid
         # workers later enter for the same name, ID number and phone.
-        await repository.bind_citizen(
-            session, owner, id_number_hash, phone_hash, body.applicant.name
-        )
-    department = department_name(item.department)
-    await repository.insert_timeline(
-        session,
-        TimelineEntry(
-            application_id=application.id,
-            kind="submitted",
-            title="网格员代为提交" if on_behalf else "申请已提交",
-            occurred_at=now,
-            detail=(
+        bind_citizen=not on_behalf,
+        timeline={
+            "kind": "submitted",
+            "title": "网格员代为提交" if on_behalf else "申请已提交",
+            "occurred_at": now,
+            "detail": (
                 f"网格员{grid_worker_name or ''}为您代报「{item.name}」，将转交{department}办理。"
                 if on_behalf
                 else f"您申请的「{item.name}」已提交，将转交{department}办理。"
             ),
-        ),
+        },
+        outbox=outbox_columns(_submission_messages(application)),
     )
-    await enqueue_now(session, OutboxMessage, _submission_messages(application))
+    if not claimed:
+        return await _replay(session, owner, idempotency_key, request_hash)
+    if not created_:
+        # The key went in with the answer: the unit of work rolls it back with this error.
+        existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
+        if existing is not None:
+            raise _duplicate(existing)
+        raise Conflict("该事项已有一份正在办理的申请", code="duplicate_application")
     return 201, created
 
 
