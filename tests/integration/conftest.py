@@ -4,8 +4,8 @@ and auth), and the real relays and consumers driven step by step."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.intake.app import create_app as create_intake
@@ -272,6 +273,21 @@ async def work_to_last_stage(
             return seen
         advanced = await verification.post(f"{url}/advance", headers=clerk, json={})
         assert advanced.status_code == 200, advanced.text
+
+
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL every engine in this process runs inside the block."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def stream_entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:
