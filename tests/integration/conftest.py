@@ -23,6 +23,7 @@ from services.intake.models import OutboxMessage as IntakeOutbox
 from services.intake.settings import IntakeSettings
 from services.intake.worker import GROUP as INTAKE_GROUP
 from services.intake.worker import handle_event as intake_handler
+from services.intake.worker import prepare_batch as intake_prepare
 from services.notify.app import create_app as create_notify
 from services.notify.models import InboxEvent as NotifyInbox
 from services.notify.settings import NotifySettings
@@ -41,7 +42,7 @@ from shared.events import EVENTS_STREAM, route_stream
 from shared.outbox import OutboxRelay
 from shared.redis import create_redis
 from shared.settings import ServiceSettings
-from shared.streams import StreamConsumer
+from shared.streams import Prepare, StreamConsumer
 from tests.conftest import Infra
 from tests.factories import application_body
 
@@ -150,7 +151,13 @@ async def build_pipeline(
 ) -> Pipeline:
     """The relays and consumers of all three services, as the processes run them."""
 
-    def consumer(group: str, streams: list[str], inbox: type, handler: object) -> StreamConsumer:
+    def consumer(
+        group: str,
+        streams: list[str],
+        inbox: type,
+        handler: object,
+        prepare: Prepare | None = None,
+    ) -> StreamConsumer:
         return StreamConsumer(
             redis=redis,
             sessionmaker=sessionmaker,
@@ -159,6 +166,7 @@ async def build_pipeline(
             consumer=f"{name}-{group}",
             streams=streams,
             handler=handler,  # type: ignore[arg-type]
+            prepare=prepare,
         )
 
     departments = VerificationSettings().served_departments()
@@ -169,7 +177,7 @@ async def build_pipeline(
             VerificationInbox,
             handle_route,
         ),
-        consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler),
+        consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler, intake_prepare),
         consumer(
             NOTIFY_GROUP, [EVENTS_STREAM], NotifyInbox, notify_event_handler(NotifySettings())
         ),
