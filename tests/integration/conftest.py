@@ -25,6 +25,7 @@ from services.intake.worker import GROUP as INTAKE_GROUP
 from services.intake.worker import handle_event as intake_handler
 from services.intake.worker import prepare_batch as intake_prepare
 from services.notify.app import create_app as create_notify
+from services.notify.facts.service import lock_for_events as notify_prepare
 from services.notify.models import InboxEvent as NotifyInbox
 from services.notify.settings import NotifySettings
 from services.notify.worker import GROUP as NOTIFY_GROUP
@@ -179,7 +180,11 @@ async def build_pipeline(
         ),
         consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler, intake_prepare),
         consumer(
-            NOTIFY_GROUP, [EVENTS_STREAM], NotifyInbox, notify_event_handler(NotifySettings())
+            NOTIFY_GROUP,
+            [EVENTS_STREAM],
+            NotifyInbox,
+            notify_event_handler(NotifySettings()),
+            notify_prepare,
         ),
     ]
     for c in consumers:
