@@ -21,6 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from services.intake.models import (
     Application,
@@ -218,14 +219,25 @@ async def count_attachments(session: AsyncSession, application_id: uuid.UUID) ->
     return int(count or 0)
 
 
+# What a department's event reads of an application (the rest it only writes, which needs
+# nothing loaded): the whole row, JSONB and all, was most of the cost of loading it. Reading
+# another column raises instead of querying.
+_FOR_CASE_EVENT = load_only(
+    Application.status, Application.routed_at, Application.item_code, raiseload=True
+)
+
+
 async def get_for_update(session: AsyncSession, application_id: uuid.UUID) -> Application | None:
-    """The application, locked: from what `lock_for_update` took for the batch if it is
-    there, else by a query of its own."""
+    """The application, locked, for a department's event: from what `lock_for_update` took
+    for the batch if it is there, else by a query of its own."""
     locked = locked_rows(session, Application)
     if application_id in locked:
         return locked[application_id]
     return await session.scalar(
-        select(Application).where(Application.id == application_id).with_for_update()
+        select(Application)
+        .options(_FOR_CASE_EVENT)
+        .where(Application.id == application_id)
+        .with_for_update()
     )
 
 
@@ -245,6 +257,7 @@ async def lock_for_update(session: AsyncSession, application_ids: Iterable[uuid.
 # One array parameter, not IN (...): the same statement, prepared once, for any batch size.
 _LOCK_APPLICATIONS = (
     select(Application)
+    .options(_FOR_CASE_EVENT)
     .where(Application.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
     .order_by(Application.id)
     .with_for_update()
