@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, Table, event, func, text
@@ -146,6 +146,18 @@ async def database_ready(engine: AsyncEngine) -> bool:
     except Exception:
         return False
     return True
+
+
+_Model = TypeVar("_Model")
+
+
+def locked_rows(session: AsyncSession, model: type[_Model]) -> dict[Any, _Model | None]:
+    """The rows of `model` this transaction holds locked, by primary key (None: there was no
+    such row), kept in `session.info` so they end with the session. A consumer's `prepare`
+    fills it for a whole batch in one query; a handler looks here before selecting its row,
+    and puts here a row it creates, so a later event of the batch finds it unflushed."""
+    rows: dict[Any, _Model | None] = session.info.setdefault(("locked_rows", model), {})
+    return rows
 
 
 def table_of(model: type[Any]) -> Table:

@@ -18,7 +18,7 @@ from shared.logging import configure_logging
 from shared.outbox import InboxMixin, OutboxMixin, OutboxRelay
 from shared.redis import create_redis
 from shared.settings import ServiceSettings
-from shared.streams import Handler, StreamConsumer
+from shared.streams import Handler, Prepare, StreamConsumer
 
 log = structlog.get_logger(__name__)
 
@@ -73,9 +73,11 @@ async def run_consumer(
     stop: asyncio.Event | None = None,
     periodic: Sequence[Periodic] = (),
     on_duplicate: Handler | None = None,
+    prepare: Prepare | None = None,
     linger_ms: int = 20,
 ) -> None:
     """The consumer, and beside it any periodic jobs (every `seconds`, until stopped).
+    `prepare`: run before a batch's handlers, e.g. to lock its rows in one query.
     `linger_ms`: the wait after a short batch, so that under load batches grow."""
     async with _process(settings, service, "worker", stop) as process:
         consumer = StreamConsumer(
@@ -89,6 +91,7 @@ async def run_consumer(
             claim_idle_ms=settings.consumer_claim_idle_ms,
             max_deliveries=settings.consumer_max_deliveries,
             on_duplicate=on_duplicate,
+            prepare=prepare,
             linger_ms=linger_ms,
         )
         jobs = [

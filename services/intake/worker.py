@@ -6,7 +6,7 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.intake.applications.events import apply_case_event
+from services.intake.applications.events import apply_case_event, lock_for_case_events
 from services.intake.models import InboxEvent, OutboxMessage
 from services.intake.settings import IntakeSettings
 from shared.events import EVENTS_STREAM, Envelope
@@ -20,6 +20,10 @@ async def handle_event(session: AsyncSession, envelope: Envelope, stream: str) -
         await apply_case_event(session, envelope)
 
 
+async def prepare_batch(session: AsyncSession, envelopes: list[Envelope]) -> None:
+    await lock_for_case_events(session, [e for e in envelopes if e.type.startswith("case.")])
+
+
 async def run_worker(settings: IntakeSettings, stop: asyncio.Event | None = None) -> None:
     await run_consumer(
         settings,
@@ -28,6 +32,7 @@ async def run_worker(settings: IntakeSettings, stop: asyncio.Event | None = None
         streams=[EVENTS_STREAM],
         inbox_model=InboxEvent,
         handler=handle_event,
+        prepare=prepare_batch,
         stop=stop,
         linger_ms=BACKGROUND_LINGER_MS,
     )

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.notify.facts.service import apply_event
+from services.notify.facts.service import apply_event, lock_for_events
 from services.notify.models import InboxEvent
 from services.notify.notifications.sender import Sender
 from services.notify.reminders.service import remind_due_soon
@@ -55,6 +55,7 @@ async def run_worker(settings: NotifySettings, stop: asyncio.Event | None = None
             streams=[EVENTS_STREAM],
             inbox_model=InboxEvent,
             handler=event_handler(settings),
+            prepare=lock_for_events,
             stop=stop,
             periodic=periodic_jobs(settings, sender),
             linger_ms=BACKGROUND_LINGER_MS,

@@ -4,8 +4,8 @@ and auth), and the real relays and consumers driven step by step."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +13,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.intake.app import create_app as create_intake
@@ -22,7 +23,9 @@ from services.intake.models import OutboxMessage as IntakeOutbox
 from services.intake.settings import IntakeSettings
 from services.intake.worker import GROUP as INTAKE_GROUP
 from services.intake.worker import handle_event as intake_handler
+from services.intake.worker import prepare_batch as intake_prepare
 from services.notify.app import create_app as create_notify
+from services.notify.facts.service import lock_for_events as notify_prepare
 from services.notify.models import InboxEvent as NotifyInbox
 from services.notify.settings import NotifySettings
 from services.notify.worker import GROUP as NOTIFY_GROUP
@@ -40,7 +43,7 @@ from shared.events import EVENTS_STREAM, route_stream
 from shared.outbox import OutboxRelay
 from shared.redis import create_redis
 from shared.settings import ServiceSettings
-from shared.streams import StreamConsumer
+from shared.streams import Prepare, StreamConsumer
 from tests.conftest import Infra
 from tests.factories import application_body
 
@@ -149,7 +152,13 @@ async def build_pipeline(
 ) -> Pipeline:
     """The relays and consumers of all three services, as the processes run them."""
 
-    def consumer(group: str, streams: list[str], inbox: type, handler: object) -> StreamConsumer:
+    def consumer(
+        group: str,
+        streams: list[str],
+        inbox: type,
+        handler: object,
+        prepare: Prepare | None = None,
+    ) -> StreamConsumer:
         return StreamConsumer(
             redis=redis,
             sessionmaker=sessionmaker,
@@ -158,6 +167,7 @@ async def build_pipeline(
             consumer=f"{name}-{group}",
             streams=streams,
             handler=handler,  # type: ignore[arg-type]
+            prepare=prepare,
         )
 
     departments = VerificationSettings().served_departments()
@@ -168,9 +178,13 @@ async def build_pipeline(
             VerificationInbox,
             handle_route,
         ),
-        consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler),
+        consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler, intake_prepare),
         consumer(
-            NOTIFY_GROUP, [EVENTS_STREAM], NotifyInbox, notify_event_handler(NotifySettings())
+            NOTIFY_GROUP,
+            [EVENTS_STREAM],
+            NotifyInbox,
+            notify_event_handler(NotifySettings()),
+            notify_prepare,
         ),
     ]
     for c in consumers:
@@ -272,6 +286,21 @@ async def work_to_last_stage(
             return seen
         advanced = await verification.post(f"{url}/advance", headers=clerk, json={})
         assert advanced.status_code == 200, advanced.text
+
+
+@contextmanager
+def statements_run() -> Iterator[list[str]]:
+    """The SQL every engine in this process runs inside the block."""
+    seen: list[str] = []
+
+    def record(*args: Any) -> None:
+        seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def stream_entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:

@@ -3,13 +3,8 @@ information, withdraw, rate, report for someone else, attach evidence."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import httpx
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.intake.auth.service import deactivate_grid_worker, register_grid_worker
@@ -20,25 +15,10 @@ from tests.integration.conftest import (
     citizen_headers,
     intake_with,
     staff_headers,
+    statements_run,
     submit,
     work_to_last_stage,
 )
-
-
-@contextmanager
-def statements_run() -> Iterator[list[str]]:
-    """The SQL every engine in this process runs inside the block."""
-    seen: list[str] = []
-
-    def record(*args: Any) -> None:
-        seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
-
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
 PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"

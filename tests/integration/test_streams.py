@@ -357,6 +357,44 @@ async def test_one_failing_message_costs_its_batch_nothing(
         assert await session.scalar(select(func.count()).select_from(InboxEvent)) == 4
 
 
+async def test_prepare_sees_a_batchs_new_events_before_its_handlers(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    seen: list[object] = []
+
+    async def prepare(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        seen.append([e.payload["n"] for e in envelopes])
+
+    async def handler(session: AsyncSession, envelope: Envelope, stream: str) -> None:
+        seen.append(envelope.payload["n"])
+
+    consumer = StreamConsumer(
+        redis=redis,
+        sessionmaker=sessionmaker,
+        inbox_model=InboxEvent,
+        group=GROUP,
+        consumer="c1",
+        streams=[STREAM],
+        handler=handler,
+        prepare=prepare,
+    )
+    await consumer.ensure_groups()
+    first, second, third = _envelope(0), _envelope(1), _envelope(2)
+    await redis.xadd(STREAM, first.to_fields())
+    await consumer.read_batch()  # one message: applied alone, nothing to prepare
+    assert seen == [0]
+    for envelope in (first, second, third, second):
+        await redis.xadd(STREAM, envelope.to_fields())
+    await consumer.read_batch()
+    # Only the first copy of each event not applied before, and before any handler.
+    assert seen == [0, [1, 2], 1, 2]
+    for envelope in (first, third):
+        await redis.xadd(STREAM, envelope.to_fields())
+    await consumer.read_batch()  # nothing new
+    assert seen == [0, [1, 2], 1, 2]
+    assert consumer.stats.duplicates == 4
+
+
 async def test_dead_letters_are_listed_and_sent_again_once_fixed(
     redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:

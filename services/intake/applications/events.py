@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -71,6 +72,12 @@ def _describe(envelope: Envelope) -> tuple[ApplicationStatus | None, str, str] |
                 f"{department}未批准您的申请。原因：{payload.get('reason') or '未说明'}",
             )
     return None
+
+
+async def lock_for_case_events(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+    """Before a batch of case events: lock and load their applications in one query, which
+    `apply_case_event` then takes instead of selecting each one again."""
+    await repository.lock_for_update(session, (e.application_id for e in envelopes))
 
 
 async def apply_case_event(session: AsyncSession, envelope: Envelope) -> None:

@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, or_, select, text, tuple_
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    Uuid,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import load_only
 
 from services.intake.models import (
     Application,
@@ -23,7 +37,7 @@ from services.intake.models import (
     TimelineEntry,
 )
 from shared.auth import Principal, Role
-from shared.db import table_of
+from shared.db import locked_rows, table_of
 
 
 async def get_idempotency_record(
@@ -241,10 +255,49 @@ async def count_attachments(session: AsyncSession, application_id: uuid.UUID) ->
     return int(count or 0)
 
 
+# What a department's event reads of an application (the rest it only writes, which needs
+# nothing loaded): the whole row, JSONB and all, was most of the cost of loading it. Reading
+# another column raises instead of querying.
+_FOR_CASE_EVENT = load_only(
+    Application.status, Application.routed_at, Application.item_code, raiseload=True
+)
+
+
 async def get_for_update(session: AsyncSession, application_id: uuid.UUID) -> Application | None:
+    """The application, locked, for a department's event: from what `lock_for_update` took
+    for the batch if it is there, else by a query of its own."""
+    locked = locked_rows(session, Application)
+    if application_id in locked:
+        return locked[application_id]
     return await session.scalar(
-        select(Application).where(Application.id == application_id).with_for_update()
+        select(Application)
+        .options(_FOR_CASE_EVENT)
+        .where(Application.id == application_id)
+        .with_for_update()
     )
+
+
+async def lock_for_update(session: AsyncSession, application_ids: Iterable[uuid.UUID]) -> None:
+    """Lock and load the applications of a consumer's batch in one query, for
+    `get_for_update` to take. In key order: two batches that share rows lock them in the
+    same order, so they cannot deadlock on each other."""
+    ids = sorted(set(application_ids))
+    if not ids:
+        return
+    found = {a.id: a for a in await session.scalars(_LOCK_APPLICATIONS, {"ids": ids})}
+    locked = locked_rows(session, Application)
+    for application_id in ids:
+        locked[application_id] = found.get(application_id)
+
+
+# One array parameter, not IN (...): the same statement, prepared once, for any batch size.
+_LOCK_APPLICATIONS = (
+    select(Application)
+    .options(_FOR_CASE_EVENT)
+    .where(Application.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
+    .order_by(Application.id)
+    .with_for_update()
+)
 
 
 async def list_visible(

@@ -4,12 +4,13 @@ counters), and may owe the citizen a message or the supervisors an escalation.""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.notify.facts import repository
 from services.notify.metrics.rollups import FactState, apply_change
 from services.notify.models import ApplicationFact
 from services.notify.notifications.service import queue_for_event
@@ -43,14 +44,6 @@ def _new_fact(envelope: Envelope) -> ApplicationFact:
     )
 
 
-async def _locked_fact(session: AsyncSession, application_id: uuid.UUID) -> ApplicationFact | None:
-    return await session.scalar(
-        select(ApplicationFact)
-        .where(ApplicationFact.application_id == application_id)
-        .with_for_update()
-    )
-
-
 def _close(fact: ApplicationFact, outcome: str, at: datetime) -> None:
     if fact.closed_at is None:  # the first closure wins
         fact.closed_at = at
@@ -58,13 +51,19 @@ def _close(fact: ApplicationFact, outcome: str, at: datetime) -> None:
         fact.assignee_id = None
 
 
+async def lock_for_events(session: AsyncSession, envelopes: Sequence[Envelope]) -> None:
+    """Before a batch: lock and load its applications' facts in one query, which
+    `apply_event` then takes instead of selecting each one again."""
+    await repository.lock_for_update(session, (e.application_id for e in envelopes))
+
+
 async def apply_event(session: AsyncSession, envelope: Envelope, zone: ZoneInfo) -> None:
-    fact = await _locked_fact(session, envelope.application_id)
+    fact = await repository.get_for_update(session, envelope.application_id)
     if fact is None:
         if envelope.type not in _SELF_CONTAINED:
             return  # nothing to follow yet: the submission event brings the fact
         fact = _new_fact(envelope)
-        session.add(fact)
+        repository.add(session, fact)
         before = None
     else:
         before = FactState.of(fact)

@@ -1,0 +1,355 @@
+"""Intake's and notify's consumers lock and load the rows a batch touches in one query, and
+a batch ends where the same events applied one message at a time end."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from services.intake.models import InboxEvent as IntakeInbox
+from services.intake.worker import GROUP as INTAKE_GROUP
+from services.intake.worker import handle_event as intake_handler
+from services.intake.worker import prepare_batch as intake_prepare
+from services.notify.facts.service import lock_for_events as notify_prepare
+from services.notify.models import InboxEvent as NotifyInbox
+from services.notify.settings import NotifySettings
+from services.notify.worker import GROUP as NOTIFY_GROUP
+from services.notify.worker import event_handler as notify_event_handler
+from shared.events import EVENTS_STREAM, Envelope, EventType
+from shared.outbox import InboxMixin
+from shared.streams import Handler, Prepare, StreamConsumer
+from tests.integration.conftest import citizen_headers, empty_everything, statements_run, submit
+
+AT = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+DEPARTMENT = "medins"
+
+
+def _event(kind: EventType, application_id: uuid.UUID, minute: int, **payload: Any) -> Envelope:
+    return Envelope(
+        type=kind,
+        application_id=application_id,
+        department=DEPARTMENT,
+        occurred_at=AT + timedelta(minutes=minute),
+        payload=payload,
+    )
+
+
+def _consumer(
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    service: str,
+    batched: bool,
+) -> StreamConsumer:
+    """The service's consumer as its worker runs it; one message at a time if not batched."""
+    group: str
+    inbox: type[InboxMixin]
+    handler: Handler
+    prepare: Prepare
+    if service == "intake":
+        group, inbox, handler, prepare = INTAKE_GROUP, IntakeInbox, intake_handler, intake_prepare
+    else:
+        group, inbox, prepare = NOTIFY_GROUP, NotifyInbox, notify_prepare
+        handler = notify_event_handler(NotifySettings())
+    return StreamConsumer(
+        redis=redis,
+        sessionmaker=sessionmaker,
+        inbox_model=inbox,
+        group=group,
+        consumer=f"{group}-test",
+        streams=[EVENTS_STREAM],
+        handler=handler,
+        prepare=prepare,
+        batch_size=64 if batched else 1,
+    )
+
+
+async def _consume(redis: Redis, consumer: StreamConsumer, events: list[Envelope]) -> list[str]:
+    """Apply the events; returns the SQL run meanwhile."""
+    await consumer.ensure_groups()
+    for envelope in events:
+        await redis.xadd(EVENTS_STREAM, envelope.to_fields())
+    with statements_run() as statements:
+        while await consumer.read_batch(block_ms=None):
+            pass
+    return statements
+
+
+def _selects_from(statements: list[str], table: str) -> int:
+    pattern = re.compile(rf"^\s*SELECT\b.*\bFROM {re.escape(table)}\b", re.DOTALL)
+    return sum(1 for sql in statements if pattern.match(sql))
+
+
+# --- intake: the citizen's status and timeline ------------------------------------------
+
+MOVED_DEADLINE = AT + timedelta(days=40)
+
+
+def _case_events(a: uuid.UUID, b: uuid.UUID, c: uuid.UUID) -> list[Envelope]:
+    """Several events for each of three applications, interleaved, one for an application
+    intake does not have, one it ignores, and a copy of one event."""
+    claimed = _event(EventType.CASE_CLAIMED, a, 3, assignee_id=str(uuid.UUID(int=7)))
+    return [
+        _event(EventType.CASE_OPENED, a, 1, case_id=str(uuid.UUID(int=1))),
+        _event(EventType.CASE_OPENED, b, 2, case_id=str(uuid.UUID(int=2))),
+        claimed,
+        _event(EventType.CASE_OPENED, c, 4, case_id=str(uuid.UUID(int=3))),
+        _event(EventType.CASE_OPENED, uuid.UUID(int=99), 5, case_id=str(uuid.UUID(int=9))),
+        _event(EventType.CASE_INFO_REQUESTED, b, 6, message="住院发票原件"),
+        _event(
+            EventType.CASE_DECIDED,
+            c,
+            7,
+            outcome="approved",
+            reason="家庭人均收入低于监测线",
+            measures=[{"type": "health", "description": "医疗救助金 8000 元"}],
+        ),
+        _event(EventType.APPLICATION_SUPPLEMENTED, b, 8, message="已补充"),
+        _event(EventType.CASE_DEADLINE_CHANGED, a, 9, deadline=MOVED_DEADLINE.isoformat()),
+        _event(EventType.CASE_STAGE_PASSED, c, 10, stage_name="公示"),  # after closure
+        _event(EventType.CASE_TRANSFERRED, b, 11, to_department="civil"),  # the item stays
+        claimed,
+    ]
+
+
+async def _intake_state(engine: AsyncEngine, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """What the events left on each application (by position: ids differ between runs)."""
+    state = []
+    async with engine.connect() as conn:
+        for application_id in ids:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT status, department, item_code, case_id, routed_at, "
+                        "info_request, outcome, closed_at, decision, "
+                        "deadline = :moved AS deadline_moved "
+                        "FROM intake.applications WHERE id = :id"
+                    ),
+                    {"id": application_id, "moved": MOVED_DEADLINE},
+                )
+            ).one()
+            timeline = (
+                await conn.execute(
+                    text(
+                        "SELECT kind, title, detail, occurred_at FROM intake.timeline_entries "
+                        "WHERE application_id = :id AND source_event_id IS NOT NULL "
+                        "ORDER BY occurred_at, id"
+                    ),
+                    {"id": application_id},
+                )
+            ).all()
+            state.append({**row._asdict(), "timeline": [tuple(t) for t in timeline]})
+    return state
+
+
+async def _intake_run(
+    intake: httpx.AsyncClient,
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    *,
+    batched: bool,
+) -> tuple[list[dict[str, Any]], int]:
+    citizen = await citizen_headers(intake, "openid-batch")
+    ids = []
+    for _ in range(3):
+        created = await submit(intake, citizen)
+        assert created.status_code == 201, created.text
+        ids.append(uuid.UUID(created.json()["id"]))
+    consumer = _consumer(redis, sessionmaker, service="intake", batched=batched)
+    statements = await _consume(redis, consumer, _case_events(*ids))
+    assert (consumer.stats.processed, consumer.stats.duplicates) == (11, 1)
+    return await _intake_state(engine, ids), _selects_from(statements, "intake.applications")
+
+
+async def test_intake_locks_a_batchs_applications_in_one_query_and_ends_as_one_by_one(
+    intake: httpx.AsyncClient,
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    batched, batched_selects = await _intake_run(intake, redis, sessionmaker, engine, batched=True)
+    await empty_everything(engine, redis)
+    singly, single_selects = await _intake_run(intake, redis, sessionmaker, engine, batched=False)
+
+    assert batched_selects == 1
+    assert single_selects == 10  # one per case event of a new message
+    assert batched == singly
+    assert [s["status"] for s in batched] == ["in_review", "needs_info", "closed"]
+    assert (batched[1]["department"], batched[1]["item_code"]) == ("civil", "medical_assistance")
+    assert batched[0]["deadline_moved"]
+    assert [t[0] for t in batched[2]["timeline"]] == [
+        "case.opened",
+        "case.decided",
+        "case.stage_passed",
+    ]
+
+
+# --- notify: facts, closure counters, notifications, escalations -------------------------
+
+ITEM = "medical_assistance"
+REGION = "530129"
+DEADLINE = AT + timedelta(days=20)
+# Two applications whose facts exist before the batch; one submitted and opened within it;
+# one decided before its submission is seen, both within it; one never submitted.
+P, Q, N, D, U = (uuid.UUID(int=n) for n in (101, 102, 103, 104, 105))
+
+
+def _submitted(application_id: uuid.UUID, minute: int, openid: str) -> Envelope:
+    return _event(
+        EventType.APPLICATION_SUBMITTED,
+        application_id,
+        minute,
+        item_code=ITEM,
+        region_code=REGION,
+        deadline=DEADLINE.isoformat(),
+        submitted_at=AT.isoformat(),
+        recipient={"openid": openid, "phone_enc": None},
+    )
+
+
+def _decided(application_id: uuid.UUID, minute: int, outcome: str) -> Envelope:
+    return _event(
+        EventType.CASE_DECIDED,
+        application_id,
+        minute,
+        case_id=str(uuid.UUID(int=application_id.int + 1000)),
+        outcome=outcome,
+        reason="核实完毕",
+        measures=[],
+        on_time=True,
+        item_code=ITEM,
+        region_code=REGION,
+        submitted_at=AT.isoformat(),
+        deadline=DEADLINE.isoformat(),
+    )
+
+
+def _case(kind: EventType, application_id: uuid.UUID, minute: int, **payload: Any) -> Envelope:
+    case_id = str(uuid.UUID(int=application_id.int + 1000))
+    return _event(kind, application_id, minute, case_id=case_id, **payload)
+
+
+BEFORE_BATCH = [_submitted(P, 0, "openid-p"), _submitted(Q, 0, "openid-q")]
+OPENED_N = _case(EventType.CASE_OPENED, N, 2)
+BATCH = [
+    _submitted(N, 1, "openid-n"),
+    _case(EventType.CASE_OPENED, P, 1),
+    OPENED_N,
+    _case(EventType.CASE_OPENED, Q, 2),
+    _decided(D, 3, "approved"),
+    _case(EventType.CASE_CLAIMED, P, 4, assignee_id=str(uuid.UUID(int=7))),
+    _case(EventType.CASE_INFO_REQUESTED, Q, 5, message="住院发票原件"),
+    _submitted(D, 6, "openid-d"),
+    _case(EventType.CASE_OPENED, U, 7),
+    _case(
+        EventType.CASE_OVERDUE,
+        P,
+        8,
+        deadline=DEADLINE.isoformat(),
+        region_code=REGION,
+        item_code=ITEM,
+        status="claimed",
+        assignee_id=str(uuid.UUID(int=7)),
+    ),
+    _decided(Q, 9, "rejected"),
+    _case(EventType.CASE_CLAIMED, N, 10, assignee_id=str(uuid.UUID(int=8))),
+    OPENED_N,
+]
+
+
+async def _notify_state(engine: AsyncEngine) -> dict[str, list[dict[str, Any]]]:
+    queries = {
+        "facts": "SELECT application_id, department, item_code, region_code, received_at, "
+        "deadline, closed_at, outcome, rating, overdue, recipient_openid, recipient_phone_enc, "
+        "case_id, assignee_id, waiting_for_citizen FROM notify.application_facts "
+        "ORDER BY application_id",
+        "rollups": "SELECT * FROM notify.closure_rollups ORDER BY dimension, key, day",
+        "notifications": "SELECT event_id, application_id, kind, text, template_data, "
+        "recipient_openid, status FROM notify.notifications ORDER BY event_id",
+        "reminders": "SELECT case_id, kind, application_id, department, region_code, "
+        "assignee_id, text, deadline FROM notify.staff_reminders ORDER BY case_id, kind",
+    }
+    async with engine.connect() as conn:
+        return {
+            name: [dict(row._mapping) for row in await conn.execute(text(sql))]
+            for name, sql in queries.items()
+        }
+
+
+async def _notify_run(
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    batch: list[Envelope],
+    *,
+    batched: bool,
+) -> tuple[dict[str, list[dict[str, Any]]], int]:
+    await _consume(
+        redis, _consumer(redis, sessionmaker, service="notify", batched=False), BEFORE_BATCH
+    )
+    consumer = _consumer(redis, sessionmaker, service="notify", batched=batched)
+    statements = await _consume(redis, consumer, batch)
+    distinct = len({e.event_id for e in batch})
+    assert (consumer.stats.processed, consumer.stats.duplicates) == (
+        distinct,
+        len(batch) - distinct,
+    )
+    return await _notify_state(engine), _selects_from(statements, "notify.application_facts")
+
+
+async def _batched_and_singly(
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    batch: list[Envelope],
+) -> tuple[dict[str, list[dict[str, Any]]], int, dict[str, list[dict[str, Any]]], int]:
+    batched, batched_selects = await _notify_run(redis, sessionmaker, engine, batch, batched=True)
+    await empty_everything(engine, redis)
+    singly, single_selects = await _notify_run(redis, sessionmaker, engine, batch, batched=False)
+    return batched, batched_selects, singly, single_selects
+
+
+async def test_notify_locks_a_batchs_facts_in_one_query_and_ends_as_one_by_one(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    batched, batched_selects, singly, single_selects = await _batched_and_singly(
+        redis, sessionmaker, engine, BATCH
+    )
+
+    assert batched_selects == 1
+    assert single_selects == 12  # one per event of a new message
+    assert batched == singly
+    facts = {row["application_id"]: row for row in batched["facts"]}
+    assert set(facts) == {P, Q, N, D}  # U was never submitted
+    # N's case.opened came in the batch that created its fact, and was followed.
+    assert facts[N]["case_id"] == uuid.UUID(int=N.int + 1000)
+    assert facts[N]["assignee_id"] == uuid.UUID(int=8)
+    # D's decision created the fact; its submission, later in the batch, added whom to tell.
+    assert (facts[D]["outcome"], facts[D]["recipient_openid"]) == ("approved", "openid-d")
+    assert [row["application_id"] for row in batched["reminders"]] == [P]
+
+
+async def test_notify_follows_a_case_opened_batched_with_its_submission(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
+) -> None:
+    """The fact the submission adds is not flushed (autoflush is off), so a query would not
+    see it: case.opened must find it among the batch's rows, or it is silently dropped."""
+    batch = [_submitted(N, 1, "openid-n"), OPENED_N]
+    batched, batched_selects, singly, _ = await _batched_and_singly(
+        redis, sessionmaker, engine, batch
+    )
+
+    assert batched_selects == 1
+    assert batched == singly
+    [fact] = [row for row in batched["facts"] if row["application_id"] == N]
+    assert fact["case_id"] == uuid.UUID(int=N.int + 1000)
+    accepted = [n for n in batched["notifications"] if n["application_id"] == N]
+    assert [n["kind"] for n in accepted] == ["accepted"]
