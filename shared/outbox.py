@@ -21,7 +21,6 @@ from sqlalchemy import (
     Identity,
     Index,
     String,
-    any_,
     bindparam,
     delete,
     func,
@@ -29,10 +28,11 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
+from shared.db import table_of
 from shared.events import Envelope, consumer_groups
 from shared.lifecycle import sleep_or_stop
 from shared.logging import correlation_id
@@ -152,6 +152,23 @@ class OutboxRelay:
         self._listener: asyncpg.Connection | None = None
         schema = model.__table__.schema  # type: ignore[attr-defined]
         self._epoch_key = f"relief:epoch:{schema}"
+        table = table_of(model)
+        # Built once: the oldest unpublished rows that no other relay holds, marked
+        # published and returned (before: a SELECT, then an UPDATE of the ids it found).
+        self._take = (
+            update(table)
+            .where(
+                table.c.id.in_(
+                    select(table.c.id)
+                    .where(table.c.published_at.is_(None))
+                    .order_by(table.c.id)
+                    .limit(bindparam("limit"))
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            .values(published_at=func.now())
+            .returning(table.c.id, table.c.stream, table.c.envelope)
+        )
         self._streams_written: set[str] = set()
 
     async def check_redis_epoch(self) -> int:
@@ -179,32 +196,18 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
-        model = self._model
         async with self._sessionmaker() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(model.id, model.stream, model.envelope)
-                    .where(model.published_at.is_(None))
-                    .order_by(model.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            connection = await session.connection()
+            # Marked and read in one statement; the XADDs then run before the commit, so
+            # if they fail the rows roll back to unpublished.
+            rows = sorted((await connection.execute(self._take, {"limit": self._batch_size})).all())
             if not rows:
                 return 0
             pipe = self._redis.pipeline(transaction=False)
-            for _, stream, envelope in rows:
+            for _, stream, envelope in rows:  # in the order they were written
                 self._streams_written.add(stream)
                 pipe.xadd(stream, Envelope.model_validate(envelope).to_fields())
             await pipe.execute()
-            # One array parameter, not IN (...) with one per row: the same statement for
-            # every batch size, compiled and prepared once.
-            await session.execute(
-                update(model)
-                .where(model.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
-                .values(published_at=func.now()),
-                {"ids": [row.id for row in rows]},
-            )
         return len(rows)
 
     async def purge_published(self) -> int:

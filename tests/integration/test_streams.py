@@ -11,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -83,6 +85,23 @@ async def test_relay_publishes_committed_rows_in_order_once(
     assert await relay.backlog() == 0
     entries = await stream_entries(redis, STREAM)
     assert [Envelope.from_fields(f).payload["n"] for _, f in entries] == [0, 1, 2, 3, 4]
+
+
+async def test_relay_takes_batches_oldest_first_and_a_failed_xadd_publishes_nothing(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    async with unit_of_work(sessionmaker) as session:
+        for n in range(7):
+            enqueue(session, OutboxMessage, STREAM, _envelope(n))
+    relay = OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=OutboxMessage, batch_size=3)
+    await redis.set(STREAM, "not a stream")  # every XADD to it fails (WRONGTYPE)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await relay.publish_batch()
+    assert await relay.backlog() == 7  # the rows went back to unpublished
+    await redis.delete(STREAM)
+    assert [await relay.publish_batch() for _ in range(4)] == [3, 3, 1, 0]
+    entries = await stream_entries(redis, STREAM)
+    assert [Envelope.from_fields(f).payload["n"] for _, f in entries] == list(range(7))
 
 
 async def test_rolled_back_transaction_publishes_nothing(
