@@ -4,9 +4,11 @@ information, withdraw, rate, report for someone else, attach evidence."""
 from __future__ import annotations
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.intake.applications import repository
 from services.intake.auth.service import deactivate_grid_worker, register_grid_worker
 from shared.db import unit_of_work
 from tests.factories import APPROVAL, application_body, resident_id
@@ -214,6 +216,21 @@ async def test_a_submission_is_one_statement_and_a_refused_one_leaves_nothing(
         assert again.json()["error"]["code"] == "duplicate_application"
         assert again.json()["error"]["details"]["application_id"] == created.json()["id"]
     assert await _row_counts(engine) == written
+
+
+async def test_the_submission_statement_refuses_a_column_it_would_drop(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    async with sessionmaker() as session:
+        with pytest.raises(ValueError, match="nickname"):
+            await repository.insert_submission(
+                session,
+                idempotency={},
+                application={"nickname": "老王"},
+                bind_citizen=False,
+                timeline={},
+                outbox={},
+            )
 
 
 async def test_grid_worker_reports_for_a_citizen_who_then_sees_it(

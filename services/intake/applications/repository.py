@@ -77,6 +77,11 @@ async def insert_submission(
     concurrent insert of the same key waits for the other transaction, so an in-flight
     first request is never run twice. Claimed but not created means the caller must roll
     back, or the key would keep an answer for an application that does not exist."""
+    if application.keys() != set(_APPLICATION_COLUMNS):
+        # A column added to the submission but not to the statement would be dropped.
+        raise ValueError(
+            f"columns differ: {sorted(application.keys() ^ set(_APPLICATION_COLUMNS))}"
+        )
     connection = await session.connection()
     params = {
         **{f"key_{name}": value for name, value in idempotency.items()},
@@ -103,7 +108,7 @@ def _casts(table: Table, columns: Sequence[str], prefix: str = "") -> str:
 
 
 _KEY_COLUMNS = ("owner", "key", "request_hash", "status_code", "response_body")
-APPLICATION_COLUMNS = (
+_APPLICATION_COLUMNS = (
     "id", "item_code", "department", "status", "owner_openid", "submitted_by",
     "submitted_by_role", "submitted_by_name", "applicant_name", "id_number_enc",
     "id_number_hash", "phone_enc", "phone_hash", "id_number_masked", "phone_masked",
@@ -121,8 +126,8 @@ _INSERT_SUBMISSION = text(
         ON CONFLICT DO NOTHING
         RETURNING key
     ), created AS (
-        INSERT INTO {_APPLICATIONS.fullname} ({", ".join(APPLICATION_COLUMNS)})
-        SELECT {_casts(_APPLICATIONS, APPLICATION_COLUMNS)}
+        INSERT INTO {_APPLICATIONS.fullname} ({", ".join(_APPLICATION_COLUMNS)})
+        SELECT {_casts(_APPLICATIONS, _APPLICATION_COLUMNS)}
         WHERE EXISTS (SELECT FROM claimed)
         ON CONFLICT DO NOTHING
         RETURNING id, owner_openid, id_number_hash, phone_hash, applicant_name

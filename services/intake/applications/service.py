@@ -141,7 +141,7 @@ async def submit(
     ).model_dump(mode="json")
 
     department = department_name(item.department)
-    claimed, created_ = await repository.insert_submission(
+    claimed, inserted = await repository.insert_submission(
         session,
         idempotency={
             "owner": owner,
@@ -173,7 +173,7 @@ async def submit(
     )
     if not claimed:
         return await _replay(session, owner, idempotency_key, request_hash)
-    if not created_:
+    if not inserted:
         # The key went in with the answer: the unit of work rolls it back with this error.
         existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
         if existing is not None:
