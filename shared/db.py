@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import DateTime, MetaData, Table, event, func, text
+from sqlalchemy import DateTime, MetaData, Select, Table, any_, bindparam, event, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -22,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from shared.errors import AppError
@@ -158,6 +159,38 @@ def locked_rows(session: AsyncSession, model: type[_Model]) -> dict[Any, _Model 
     and puts here a row it creates, so a later event of the batch finds it unflushed."""
     rows: dict[Any, _Model | None] = session.info.setdefault(("locked_rows", model), {})
     return rows
+
+
+def batch_lock(key: InstrumentedAttribute[Any], *options: Any) -> Select[Any]:
+    """The statement `lock_batch` runs: the rows whose `key` is one of `:ids`, locked, in
+    key order (two batches that share rows lock them in the same order, so they cannot
+    deadlock on each other). One array parameter, not IN (...): the same statement,
+    prepared once, for any batch size."""
+    return (
+        select(key.class_)
+        .options(*options)
+        .where(key == any_(bindparam("ids", type_=ARRAY(key.type))))
+        .order_by(key)
+        .with_for_update()
+    )
+
+
+async def lock_batch(
+    session: AsyncSession,
+    statement: Select[Any],
+    key: InstrumentedAttribute[Any],
+    ids: Iterable[Any],
+) -> None:
+    """Lock and load a consumer batch's rows in one query (a `batch_lock` statement) into
+    `locked_rows`; a key with no row is remembered as None."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    rows = await session.scalars(statement, {"ids": wanted})
+    found = {getattr(row, key.key): row for row in rows}
+    locked = locked_rows(session, cast(type[Any], key.class_))
+    for value in wanted:
+        locked[value] = found.get(value)
 
 
 def table_of(model: type[Any]) -> Table:

@@ -11,10 +11,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Table,
-    Uuid,
     and_,
-    any_,
-    bindparam,
     exists,
     func,
     or_,
@@ -22,7 +19,7 @@ from sqlalchemy import (
     text,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
@@ -37,7 +34,7 @@ from services.intake.models import (
     TimelineEntry,
 )
 from shared.auth import Principal, Role
-from shared.db import locked_rows, table_of
+from shared.db import batch_lock, lock_batch, locked_rows, table_of
 
 
 async def get_idempotency_record(
@@ -284,25 +281,11 @@ async def get_for_update(session: AsyncSession, application_id: uuid.UUID) -> Ap
 
 async def lock_for_update(session: AsyncSession, application_ids: Iterable[uuid.UUID]) -> None:
     """Lock and load the applications of a consumer's batch in one query, for
-    `get_for_update` to take. In key order: two batches that share rows lock them in the
-    same order, so they cannot deadlock on each other."""
-    ids = sorted(set(application_ids))
-    if not ids:
-        return
-    found = {a.id: a for a in await session.scalars(_LOCK_APPLICATIONS, {"ids": ids})}
-    locked = locked_rows(session, Application)
-    for application_id in ids:
-        locked[application_id] = found.get(application_id)
+    `get_for_update` to take."""
+    await lock_batch(session, _LOCK_APPLICATIONS, Application.id, application_ids)
 
 
-# One array parameter, not IN (...): the same statement, prepared once, for any batch size.
-_LOCK_APPLICATIONS = (
-    select(Application)
-    .options(_FOR_CASE_EVENT)
-    .where(Application.id == any_(bindparam("ids", type_=ARRAY(Uuid))))
-    .order_by(Application.id)
-    .with_for_update()
-)
+_LOCK_APPLICATIONS = batch_lock(Application.id, _FOR_CASE_EVENT)
 
 
 async def list_visible(

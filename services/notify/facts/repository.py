@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import Uuid, any_, bindparam, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import ApplicationFact
-from shared.db import locked_rows
+from shared.db import batch_lock, lock_batch, locked_rows
 
 
 async def get_for_update(
@@ -30,24 +29,11 @@ async def get_for_update(
 
 async def lock_for_update(session: AsyncSession, application_ids: Iterable[uuid.UUID]) -> None:
     """Lock and load the facts of a consumer's batch in one query, for `get_for_update` to
-    take; an application with no fact yet is remembered as such. In key order: two batches
-    that share rows lock them in the same order, so they cannot deadlock on each other."""
-    ids = sorted(set(application_ids))
-    if not ids:
-        return
-    found = {f.application_id: f for f in await session.scalars(_LOCK_FACTS, {"ids": ids})}
-    locked = locked_rows(session, ApplicationFact)
-    for application_id in ids:
-        locked[application_id] = found.get(application_id)
+    take; an application with no fact yet is remembered as such."""
+    await lock_batch(session, _LOCK_FACTS, ApplicationFact.application_id, application_ids)
 
 
-# One array parameter, not IN (...): the same statement, prepared once, for any batch size.
-_LOCK_FACTS = (
-    select(ApplicationFact)
-    .where(ApplicationFact.application_id == any_(bindparam("ids", type_=ARRAY(Uuid))))
-    .order_by(ApplicationFact.application_id)
-    .with_for_update()
-)
+_LOCK_FACTS = batch_lock(ApplicationFact.application_id)
 
 
 def add(session: AsyncSession, fact: ApplicationFact) -> None:
