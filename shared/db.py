@@ -11,11 +11,12 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, Select, Table, any_, bindparam, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import InstrumentedAttribute, Mapped, mapped_column
+from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from shared.errors import AppError
@@ -191,6 +192,51 @@ async def lock_batch(
     locked = locked_rows(session, cast(type[Any], key.class_))
     for value in wanted:
         locked[value] = found.get(value)
+
+
+class DeferredWrite(Protocol):
+    """Rows gathered during a transaction and written in one statement when it commits."""
+
+    def write(self, connection: Connection) -> None:
+        """Write the gathered rows (synchronous: it runs inside the commit)."""
+
+
+_D = TypeVar("_D", bound=DeferredWrite)
+_DEFERRED = "deferred_writes"
+
+
+def deferred(session: AsyncSession, kind: type[_D]) -> _D:
+    """The transaction's `kind` (created on first use), written when the session commits.
+
+    For append-only rows that nothing reads back in the same transaction (audit entries,
+    outbox messages): written as one statement at commit instead of an ORM INSERT ...
+    RETURNING each. The write runs in `before_commit`, after a flush, so rows it refers to
+    are there; a rollback drops what was gathered. No code path can forget the write: the
+    commit itself does it. Not inside a savepoint: its rollback could not take the rows back."""
+    if session.in_nested_transaction():
+        raise RuntimeError("deferred writes inside a savepoint are not supported")
+    pending: dict[type[Any], Any] = session.info.setdefault(_DEFERRED, {})
+    found = pending.get(kind)
+    if found is None:
+        found = pending[kind] = kind()
+    return cast(_D, found)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_deferred(session: Session) -> None:
+    pending: dict[type[Any], DeferredWrite] | None = session.info.pop(_DEFERRED, None)
+    if not pending:
+        return
+    session.flush()
+    connection = session.connection()
+    for rows in pending.values():
+        rows.write(connection)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _drop_deferred(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:  # committed (already written), rolled back or closed
+        session.info.pop(_DEFERRED, None)
 
 
 def table_of(model: type[Any]) -> Table:

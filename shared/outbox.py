@@ -76,7 +76,7 @@ class InboxMixin:
     )
 
 
-def _correlated(envelope: Envelope) -> Envelope:
+def correlated(envelope: Envelope) -> Envelope:
     """The envelope with the request's correlation id, if it carries none of its own."""
     if envelope.correlation_id is None and (cid := correlation_id.get()) is not None:
         return envelope.model_copy(update={"correlation_id": cid})
@@ -95,7 +95,7 @@ def enqueue(
     session: AsyncSession, model: type[OutboxMixin], stream: str, envelope: Envelope
 ) -> Envelope:
     """Add the message to the caller's transaction; the relay publishes it after commit."""
-    envelope = _correlated(envelope)
+    envelope = correlated(envelope)
     session.add(model(**_row(stream, envelope)))
     return envelope
 
@@ -104,7 +104,7 @@ def outbox_columns(messages: list[tuple[str, Envelope]]) -> dict[str, list[Any]]
     """The messages as column arrays (`outbox_event_ids`, `outbox_streams`,
     `outbox_envelopes` as JSON text) for an `INSERT … SELECT * FROM unnest(…)` inside a
     larger statement: a hot path that writes its state and its messages in one round trip."""
-    envelopes = [(stream, _correlated(envelope)) for stream, envelope in messages]
+    envelopes = [(stream, correlated(envelope)) for stream, envelope in messages]
     return {
         "outbox_event_ids": [envelope.event_id for _, envelope in envelopes],
         "outbox_streams": [stream for stream, _ in envelopes],

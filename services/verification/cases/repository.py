@@ -3,13 +3,15 @@ query can forget it."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.verification.models import (
@@ -17,10 +19,13 @@ from services.verification.models import (
     Case,
     CaseAttachment,
     CaseStatus,
+    OutboxMessage,
     StaffUser,
 )
 from shared.auth import Role
 from shared.db import table_of
+from shared.events import Envelope
+from shared.outbox import outbox_columns
 from shared.regions import regions
 
 _S = TypeVar("_S", bound=Select[Any])
@@ -80,6 +85,48 @@ async def insert_new(session: AsyncSession, case: Case) -> bool:
     connection = await session.connection()
     result = await connection.execute(_INSERT_NEW_CASE, values)
     return result.scalar() is not None
+
+
+_AUDIT = table_of(AuditEntry)
+_AUDIT_COLUMNS = ("case_id", "action", "from_status", "to_status", "actor_id", "actor_name",
+                  "actor_role", "reason", "data", "occurred_at")  # fmt: skip
+# Built once: a transaction's audit entries and outbox messages in one statement, each
+# table's rows as column arrays (in the order given: ids follow it, and so does the relay).
+_INSERT_TRAIL = text(
+    f"""
+    WITH audit AS (
+        INSERT INTO {_AUDIT.fullname} ({", ".join(_AUDIT_COLUMNS)})
+        SELECT * FROM unnest(
+            CAST(:case_id AS uuid[]), CAST(:action AS varchar[]),
+            CAST(:from_status AS varchar[]), CAST(:to_status AS varchar[]),
+            CAST(:actor_id AS uuid[]), CAST(:actor_name AS varchar[]),
+            CAST(:actor_role AS varchar[]), CAST(:reason AS text[]),
+            CAST(:data AS jsonb[]), CAST(:occurred_at AS timestamptz[])
+        )
+    )
+    INSERT INTO {table_of(OutboxMessage).fullname} (event_id, stream, envelope)
+    SELECT * FROM unnest(
+        CAST(:outbox_event_ids AS uuid[]),
+        CAST(:outbox_streams AS varchar[]),
+        CAST(:outbox_envelopes AS jsonb[])
+    )
+    """  # noqa: S608 (table names from the models, values all bound)
+)
+
+
+def insert_trail(
+    connection: Connection, entries: list[dict[str, Any]], messages: list[tuple[str, Envelope]]
+) -> None:
+    """Write audit entries (dicts of `_AUDIT_COLUMNS`) and outbox messages in one statement.
+    Synchronous: it runs inside the commit (see `shared.db.deferred`)."""
+    if not entries and not messages:
+        return
+    columns: dict[str, list[Any]] = {name: [] for name in _AUDIT_COLUMNS}
+    for entry in entries:
+        for name in _AUDIT_COLUMNS:
+            columns[name].append(entry[name])
+    columns["data"] = [None if data is None else json.dumps(data) for data in columns["data"]]
+    connection.execute(_INSERT_TRAIL, {**columns, **outbox_columns(messages)})
 
 
 async def audit_entries(session: AsyncSession, case_id: uuid.UUID) -> list[AuditEntry]:

@@ -1,18 +1,26 @@
 """What every change to a case leaves behind: an audit entry (who, when, what, why) and,
-for changes others must know of, an event in the outbox, in the same transaction."""
+for changes others must know of, an event in the outbox, in the same transaction.
+
+Both are gathered as the change is made and written together, in one statement, when the
+transaction commits (`shared.db.deferred`): a clerk's action writes its audit entry and
+its event in one round trip, and a consumer's batch all of its entries and events."""
 
 from __future__ import annotations
 
 import enum
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.verification.models import AuditAction, AuditEntry, Case, OutboxMessage, StaffUser
+from services.verification.cases import repository
+from services.verification.models import AuditAction, Case, StaffUser
+from shared.db import deferred
 from shared.events import EVENTS_STREAM, Envelope, EventType
-from shared.outbox import enqueue
+from shared.outbox import correlated
 
 
 class _Unchanged(enum.Enum):
@@ -21,6 +29,17 @@ class _Unchanged(enum.Enum):
 
 UNCHANGED = _Unchanged.UNCHANGED
 """The status the case has now (the default for both ends of an audit entry)."""
+
+
+@dataclass
+class _Trail:
+    """The transaction's audit entries and outbox messages, in the order they were made."""
+
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    messages: list[tuple[str, Envelope]] = field(default_factory=list)
+
+    def write(self, connection: Connection) -> None:
+        repository.insert_trail(connection, self.entries, self.messages)
 
 
 def record(
@@ -36,19 +55,19 @@ def record(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    session.add(
-        AuditEntry(
-            case_id=case.id,
-            action=action.value,
-            from_status=case.status if from_status is UNCHANGED else from_status,
-            to_status=case.status if to_status is UNCHANGED else to_status,
-            actor_id=actor.id if actor else None,
-            actor_name=actor.username if actor else None,
-            actor_role=actor.role if actor else (actor_role or "system"),
-            reason=reason,
-            data=data,
-            occurred_at=at,
-        )
+    deferred(session, _Trail).entries.append(
+        {
+            "case_id": case.id,
+            "action": action.value,
+            "from_status": case.status if from_status is UNCHANGED else from_status,
+            "to_status": case.status if to_status is UNCHANGED else to_status,
+            "actor_id": actor.id if actor else None,
+            "actor_name": actor.username if actor else None,
+            "actor_role": actor.role if actor else (actor_role or "system"),
+            "reason": reason,
+            "data": data,
+            "occurred_at": at,
+        }
     )
 
 
@@ -64,10 +83,7 @@ def announce(
     event_id: uuid.UUID | None = None,
 ) -> Envelope:
     """`event_id`, when the event's id must be known before it is announced."""
-    return enqueue(
-        session,
-        OutboxMessage,
-        stream,
+    envelope = correlated(
         Envelope(
             event_id=event_id or uuid.uuid4(),
             type=event_type,
@@ -75,5 +91,7 @@ def announce(
             department=department or case.department,
             occurred_at=at,
             payload={"case_id": str(case.id), **payload},
-        ),
+        )
     )
+    deferred(session, _Trail).messages.append((stream, envelope))
+    return envelope
