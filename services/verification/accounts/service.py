@@ -148,12 +148,13 @@ def principal_of(user: StaffUser) -> Principal:
 
 
 async def active_principal(session: AsyncSession, principal: Principal) -> StaffUser:
-    """The account behind a token, refusing disabled accounts and superseded tokens."""
+    """The account behind a token, refusing disabled accounts and superseded tokens. A
+    snapshot outside the session, for reading: what changes an account loads it anew."""
     try:
         user_id = uuid.UUID(principal.subject)
     except ValueError as exc:
         raise Unauthorized("登录凭证无效，请重新登录", code="token_invalid") from exc
-    user = await repository.by_id(session, user_id)
+    user = await repository.snapshot_by_id(session, user_id)
     if user is None or user.disabled:
         raise Unauthorized("账号已停用，请联系管理员", code="account_disabled")
     if user.token_version != principal.token_version:

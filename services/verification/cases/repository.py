@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Select, select, text, tuple_, update
+from sqlalchemy import ColumnElement, Row, Select, bindparam, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -191,16 +191,19 @@ async def add_attachment(session: AsyncSession, attachment: CaseAttachment) -> N
     )
 
 
-async def attachments_of(session: AsyncSession, application_id: uuid.UUID) -> list[CaseAttachment]:
-    return list(
-        (
-            await session.scalars(
-                select(CaseAttachment)
-                .where(CaseAttachment.application_id == application_id)
-                .order_by(CaseAttachment.added_at, CaseAttachment.id)
-            )
-        ).all()
-    )
+_ATTACHMENTS = table_of(CaseAttachment)
+_ATTACHMENTS_OF = (
+    select(_ATTACHMENTS)
+    .where(_ATTACHMENTS.c.application_id == bindparam("application_id"))
+    .order_by(_ATTACHMENTS.c.added_at, _ATTACHMENTS.c.id)
+)
+
+
+async def attachments_of(session: AsyncSession, application_id: uuid.UUID) -> list[Row[Any]]:
+    """The application's attachments as plain rows (every case answer lists them: a Core
+    query costs a fraction of loading ORM objects nobody changes)."""
+    connection = await session.connection()
+    return list(await connection.execute(_ATTACHMENTS_OF, {"application_id": application_id}))
 
 
 async def get_in_scope(

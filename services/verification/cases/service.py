@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.verification.cases import procedure, repository
@@ -21,7 +22,7 @@ from services.verification.cases.schemas import (
     NoticeOut,
     StageOut,
 )
-from services.verification.models import Case, CaseAttachment, StaffUser
+from services.verification.models import Case, StaffUser
 from shared.catalog import catalog
 from shared.db import now_utc
 from shared.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -156,7 +157,7 @@ async def get_case(
 
 async def attachment(
     session: AsyncSession, user: StaffUser, case_id: uuid.UUID, attachment_id: uuid.UUID
-) -> CaseAttachment:
+) -> Row[Any]:
     case = await get_case(session, user, case_id)
     for item in await repository.attachments_of(session, case.application_id):
         if item.id == attachment_id:
