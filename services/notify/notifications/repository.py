@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import DeliveryAttempt, Notification, NotificationStatus
+from shared.db import table_of
 
 
 async def next_due(session: AsyncSession, now: datetime) -> Notification | None:
@@ -23,6 +26,16 @@ async def next_due(session: AsyncSession, now: datetime) -> Notification | None:
         .limit(1)
         .with_for_update(skip_locked=True)
     )
+
+
+_INSERT_ATTEMPTS = insert(table_of(DeliveryAttempt))
+
+
+def insert_attempts(connection: Connection, rows: list[dict[str, Any]]) -> None:
+    """Write delivery log rows in one statement. Synchronous: it runs inside the commit
+    (see `shared.db.deferred`)."""
+    if rows:
+        connection.execute(_INSERT_ATTEMPTS, rows)
 
 
 async def page(

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notify.models import (
-    ApplicationFact,
-    DeliveryAttempt,
-    Notification,
-    NotificationStatus,
-)
+from services.notify.models import ApplicationFact, Notification, NotificationStatus
+from services.notify.notifications import repository
 from services.notify.notifications.texts import KINDS, compose
-from shared.db import table_of
+from shared.db import deferred, table_of
 from shared.events import Envelope
 
 
@@ -67,6 +66,16 @@ def backoff(attempts: int, *, base: float, cap: float) -> timedelta:
     return timedelta(seconds=delay * (0.5 + random.random()))  # noqa: S311 (jitter, not secrets)
 
 
+@dataclass
+class _Attempts:
+    """The transaction's delivery log rows, written in one INSERT when it commits."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, connection: Connection) -> None:
+        repository.insert_attempts(connection, self.rows)
+
+
 def log_attempt(
     session: AsyncSession,
     notification: Notification,
@@ -78,14 +87,16 @@ def log_attempt(
     error_message: str | None = None,
     provider_message_id: str | None = None,
 ) -> None:
-    session.add(
-        DeliveryAttempt(
-            notification_id=notification.id,
-            channel=channel,
-            ok=ok,
-            error_code=error_code,
-            error_message=(error_message or "")[:1000] or None,
-            provider_message_id=provider_message_id,
-            at=at,
-        )
+    """Log one try on one channel; written with the notification's new state, at commit
+    (`shared.db.deferred`: a Core INSERT instead of an ORM INSERT ... RETURNING each)."""
+    deferred(session, _Attempts).rows.append(
+        {
+            "notification_id": notification.id,
+            "channel": channel,
+            "ok": ok,
+            "error_code": error_code,
+            "error_message": (error_message or "")[:1000] or None,
+            "provider_message_id": provider_message_id,
+            "at": at,
+        }
     )
