@@ -3,19 +3,23 @@ notice, transfer, the stopped clock, overdue cases, reveal, reassignment and the
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from services.verification.cases import repository as cases
 from services.verification.cases.deadlines import announce_overdue
+from services.verification.cases.repository import Scope
+from services.verification.models import Case, StaffUser
 from shared.auth import Role
-from shared.db import unit_of_work
+from shared.db import now_utc, unit_of_work
 from shared.events import EVENTS_STREAM, route_stream
 from tests.factories import APPROVAL, resident_id
 from tests.integration.conftest import (
@@ -549,3 +553,32 @@ async def test_the_queue_pages_by_deadline_with_a_cursor(
     _error(
         await verification.get("/api/v1/cases?cursor=garbage", headers=clerk), 422, "cursor_invalid"
     )
+
+
+async def test_a_claim_refreshes_the_case_the_session_already_holds(
+    intake: httpx.AsyncClient,
+    verification: httpx.AsyncClient,
+    pipeline: Pipeline,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    _, case_id, _, _ = await _case_for(
+        intake,
+        verification,
+        pipeline,
+        sessionmaker,
+        item_code="medical_assistance",
+        department="medins",
+        clerk_name="medins-held",
+        claim=False,
+    )
+    async with sessionmaker() as session:
+        clerk = await session.scalar(select(StaffUser).where(StaffUser.username == "medins-held"))
+        assert clerk is not None
+        held = await session.get(Case, uuid.UUID(case_id))
+        assert held is not None and held.status == "open"
+        claimed = await cases.claim(session, Scope.of(clerk), held.id, clerk.id, now_utc())
+        assert claimed is held
+        assert (held.status, held.assignee_id) == ("claimed", clerk.id)
+        # a second clerk's claim of the same case finds nothing to take
+        assert await cases.claim(session, Scope.of(clerk), held.id, clerk.id, now_utc()) is None
+        await session.rollback()

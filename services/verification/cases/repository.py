@@ -256,4 +256,9 @@ async def claim(
         .where(*scope.conditions())
         .returning(Case)
     )
-    return await session.scalar(query)
+    # The session is synchronised from RETURNING alone (populate_existing refreshes the
+    # case if it was loaded before), not by "auto", which first tried to evaluate the
+    # scope's criteria in Python against the identity map: a fifth of a claim's CPU.
+    return await session.scalar(
+        query, execution_options={"synchronize_session": False, "populate_existing": True}
+    )
