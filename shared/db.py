@@ -6,9 +6,10 @@ request (before the response is sent) or of one consumed message.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar, cast
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Protocol, TypeVar, cast
 from fastapi import Depends, Request
 from sqlalchemy import DateTime, MetaData, Select, Table, any_, bindparam, event, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -237,6 +239,25 @@ def _write_deferred(session: Session) -> None:
 def _drop_deferred(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:  # committed (already written), rolled back or closed
         session.info.pop(_DEFERRED, None)
+
+
+_PG = PGDialect()  # type: ignore[no-untyped-call]
+
+
+def param_casts(
+    table: Table, columns: Sequence[str], prefix: str = "", *, array: bool = False
+) -> str:
+    """`CAST(:name AS type)` per column, for a statement that INSERTs parameters through a
+    SELECT (not VALUES), where they need their types; with `array`, `type[]`, one array
+    parameter per column for `SELECT * FROM unnest(...)`. The types are the columns', so
+    they cannot drift from the models. Without a length (VARCHAR, not VARCHAR(64)): a cast
+    would cut a value that is too long, where the column itself refuses it."""
+    suffix = "[]" if array else ""
+    return ", ".join(
+        f"CAST(:{prefix}{c} AS "
+        f"{re.sub(r'[(].*[)]', '', table.c[c].type.compile(dialect=_PG))}{suffix})"
+        for c in columns
+    )
 
 
 def table_of(model: type[Any]) -> Table:

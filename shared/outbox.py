@@ -100,10 +100,21 @@ def enqueue(
     return envelope
 
 
+def outbox_insert(model: type[OutboxMixin]) -> str:
+    """`INSERT … SELECT * FROM unnest(…)` of the parameters `outbox_columns` gives, as SQL
+    to put inside a larger statement (a caller may append a WHERE)."""
+    return f"""INSERT INTO {table_of(model).fullname} (event_id, stream, envelope)
+        SELECT * FROM unnest(
+            CAST(:outbox_event_ids AS uuid[]),
+            CAST(:outbox_streams AS varchar[]),
+            CAST(:outbox_envelopes AS jsonb[])
+        )"""  # noqa: S608 (the table name from the model, values all bound)
+
+
 def outbox_columns(messages: list[tuple[str, Envelope]]) -> dict[str, list[Any]]:
     """The messages as column arrays (`outbox_event_ids`, `outbox_streams`,
-    `outbox_envelopes` as JSON text) for an `INSERT … SELECT * FROM unnest(…)` inside a
-    larger statement: a hot path that writes its state and its messages in one round trip."""
+    `outbox_envelopes` as JSON text) for `outbox_insert` inside a larger statement: a hot
+    path that writes its state and its messages in one round trip."""
     envelopes = [(stream, correlated(envelope)) for stream, envelope in messages]
     return {
         "outbox_event_ids": [envelope.event_id for _, envelope in envelopes],

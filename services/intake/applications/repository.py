@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Table,
     and_,
     exists,
     func,
@@ -20,7 +18,6 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
@@ -34,7 +31,8 @@ from services.intake.models import (
     TimelineEntry,
 )
 from shared.auth import Principal, Role
-from shared.db import batch_lock, lock_batch, locked_rows, table_of
+from shared.db import batch_lock, lock_batch, locked_rows, param_casts, table_of
+from shared.outbox import outbox_insert
 
 
 async def get_idempotency_record(
@@ -91,19 +89,6 @@ async def insert_submission(
     return bool(row.claimed), bool(row.created)
 
 
-_PG = PGDialect()  # type: ignore[no-untyped-call]
-
-
-def _casts(table: Table, columns: Sequence[str], prefix: str = "") -> str:
-    """`CAST(:name AS type)` per column: parameters selected (not VALUES) need their types.
-    Without a length (VARCHAR, not VARCHAR(64)): a cast would cut a value that is too long,
-    where the column itself refuses it."""
-    return ", ".join(
-        f"CAST(:{prefix}{c} AS {re.sub(r'[(].*[)]', '', table.c[c].type.compile(dialect=_PG))})"
-        for c in columns
-    )
-
-
 _KEY_COLUMNS = ("owner", "key", "request_hash", "status_code", "response_body")
 _APPLICATION_COLUMNS = (
     "id", "item_code", "department", "status", "owner_openid", "submitted_by",
@@ -119,12 +104,12 @@ _INSERT_SUBMISSION = text(
     f"""
     WITH claimed AS (
         INSERT INTO {table_of(IdempotencyRecord).fullname} ({", ".join(_KEY_COLUMNS)})
-        SELECT {_casts(table_of(IdempotencyRecord), _KEY_COLUMNS, "key_")}
+        SELECT {param_casts(table_of(IdempotencyRecord), _KEY_COLUMNS, "key_")}
         ON CONFLICT DO NOTHING
         RETURNING key
     ), created AS (
         INSERT INTO {_APPLICATIONS.fullname} ({", ".join(_APPLICATION_COLUMNS)})
-        SELECT {_casts(_APPLICATIONS, _APPLICATION_COLUMNS)}
+        SELECT {param_casts(_APPLICATIONS, _APPLICATION_COLUMNS)}
         WHERE EXISTS (SELECT FROM claimed)
         ON CONFLICT DO NOTHING
         RETURNING id, owner_openid, id_number_hash, phone_hash, applicant_name
@@ -136,15 +121,10 @@ _INSERT_SUBMISSION = text(
     ), timeline AS (
         INSERT INTO {table_of(TimelineEntry).fullname}
             (application_id, {", ".join(_TIMELINE_COLUMNS)})
-        SELECT id, {_casts(table_of(TimelineEntry), _TIMELINE_COLUMNS, "timeline_")}
+        SELECT id, {param_casts(table_of(TimelineEntry), _TIMELINE_COLUMNS, "timeline_")}
         FROM created
     ), queued AS (
-        INSERT INTO {table_of(OutboxMessage).fullname} (event_id, stream, envelope)
-        SELECT * FROM unnest(
-            CAST(:outbox_event_ids AS uuid[]),
-            CAST(:outbox_streams AS varchar[]),
-            CAST(:outbox_envelopes AS jsonb[])
-        )
+        {outbox_insert(OutboxMessage)}
         WHERE EXISTS (SELECT FROM created)
     )
     SELECT EXISTS (SELECT FROM claimed) AS claimed, EXISTS (SELECT FROM created) AS created

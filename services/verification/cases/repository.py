@@ -23,9 +23,9 @@ from services.verification.models import (
     StaffUser,
 )
 from shared.auth import Role
-from shared.db import table_of
+from shared.db import param_casts, table_of
 from shared.events import Envelope
-from shared.outbox import outbox_columns
+from shared.outbox import outbox_columns, outbox_insert
 from shared.regions import regions
 
 _S = TypeVar("_S", bound=Select[Any])
@@ -96,20 +96,9 @@ _INSERT_TRAIL = text(
     f"""
     WITH audit AS (
         INSERT INTO {_AUDIT.fullname} ({", ".join(_AUDIT_COLUMNS)})
-        SELECT * FROM unnest(
-            CAST(:case_id AS uuid[]), CAST(:action AS varchar[]),
-            CAST(:from_status AS varchar[]), CAST(:to_status AS varchar[]),
-            CAST(:actor_id AS uuid[]), CAST(:actor_name AS varchar[]),
-            CAST(:actor_role AS varchar[]), CAST(:reason AS text[]),
-            CAST(:data AS jsonb[]), CAST(:occurred_at AS timestamptz[])
-        )
+        SELECT * FROM unnest({param_casts(_AUDIT, _AUDIT_COLUMNS, array=True)})
     )
-    INSERT INTO {table_of(OutboxMessage).fullname} (event_id, stream, envelope)
-    SELECT * FROM unnest(
-        CAST(:outbox_event_ids AS uuid[]),
-        CAST(:outbox_streams AS varchar[]),
-        CAST(:outbox_envelopes AS jsonb[])
-    )
+    {outbox_insert(OutboxMessage)}
     """  # noqa: S608 (table names from the models, values all bound)
 )
 
