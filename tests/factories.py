@@ -44,6 +44,10 @@ def application_body(**overrides: Any) -> dict[str, Any]:
     return body
 
 
+# The smallest files the upload checks take as what they claim to be (by their first bytes).
+JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
+PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
 APPROVAL = {
     "outcome": "approved",
     "measures": [{"type": "health", "description": "医疗救助金 8000 元"}],

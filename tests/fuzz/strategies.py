@@ -15,12 +15,11 @@ from services.intake.applications.schemas import HouseholdCategory
 from services.verification.cases.schemas import MeasureType
 from shared.catalog import catalog
 from shared.regions import regions
-from tests.factories import application_body
-from tests.fuzz.world import JPEG, STAFF_USERNAMES
+from tests.factories import JPEG, PDF, application_body
+from tests.fuzz.world import STAFF_USERNAMES
 from tests.integration.conftest import PASSWORD
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
-PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 @dataclass(frozen=True)

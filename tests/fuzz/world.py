@@ -20,7 +20,7 @@ from services.intake.auth.service import register_grid_worker
 from services.intake.settings import IntakeSettings
 from shared.auth import Role
 from shared.db import unit_of_work
-from tests.factories import APPROVAL, resident_id
+from tests.factories import APPROVAL, JPEG, resident_id
 from tests.integration.conftest import (
     FIELD_CHECK,
     build_pipeline,
@@ -31,8 +31,6 @@ from tests.integration.conftest import (
     work_to_last_stage,
 )
 from tests.outside import wechat
-
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
 
 ANONYMOUS = "anonymous"
 CITIZEN = "citizen"

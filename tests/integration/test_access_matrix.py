@@ -51,7 +51,7 @@ from shared.db import unit_of_work
 from shared.redis import create_redis
 from shared.settings import ServiceSettings
 from tests.conftest import Infra
-from tests.factories import application_body, resident_id
+from tests.factories import JPEG, application_body, resident_id
 from tests.integration.access_matrix_cases import (
     BINDING_CASES,
     ENDPOINTS,
@@ -76,7 +76,6 @@ from tests.integration.conftest import (
 )
 
 Sessions = async_sessionmaker[AsyncSession]
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
 OTHER_KEY = "another-secret-that-is-long-enough-for-hs256"
 ID_PATTERN = re.compile(r"\{(app|att|att_b|case|case_att|case_att_b|notification|user)\}")
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from services.intake.applications import repository
 from services.intake.auth.service import deactivate_grid_worker, register_grid_worker
 from shared.db import unit_of_work
-from tests.factories import APPROVAL, application_body, resident_id
+from tests.factories import APPROVAL, JPEG, PDF, application_body, resident_id
 from tests.integration.conftest import (
     Pipeline,
     citizen_headers,
@@ -21,9 +21,6 @@ from tests.integration.conftest import (
     submit,
     work_to_last_stage,
 )
-
-JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + b"\x00" * 200
-PDF = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 async def _open_case(
