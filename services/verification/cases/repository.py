@@ -3,16 +3,31 @@ query can forget it."""
 
 from __future__ import annotations
 
+import enum
+import functools
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, bindparam, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Select,
+    String,
+    Update,
+    bindparam,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import with_expression
 
 from services.verification.models import (
     AuditEntry,
@@ -31,6 +46,12 @@ from shared.regions import regions
 _S = TypeVar("_S", bound=Select[Any])
 
 
+class RegionLevel(enum.Enum):
+    COUNTY = "county"
+    PREFECTURE = "prefecture"
+    PROVINCE = "province"
+
+
 @dataclass(frozen=True)
 class Scope:
     """What a staff member may see: a department within a region (county, prefecture or
@@ -44,23 +65,58 @@ class Scope:
         department = None if user.role == Role.ADMIN else user.department
         return cls(department=department, region_code=user.region_code)
 
+    @property
+    def level(self) -> RegionLevel:
+        if self.region_code.endswith("0000"):
+            return RegionLevel.PROVINCE
+        if self.region_code.endswith("00"):
+            return RegionLevel.PREFECTURE
+        return RegionLevel.COUNTY
+
+    @property
+    def region_prefix(self) -> str:
+        """The part of a county code that every county in the scope shares."""
+        digits = {RegionLevel.PROVINCE: 2, RegionLevel.PREFECTURE: 4, RegionLevel.COUNTY: 6}
+        return self.region_code[: digits[self.level]]
+
     def conditions(self) -> list[ColumnElement[bool]]:
-        found: list[ColumnElement[bool]] = []
-        if self.department is not None:
-            found.append(Case.department == self.department)
-        if self.region_code.endswith("0000"):  # province
-            found.append(Case.region_code.startswith(self.region_code[:2]))
-        elif self.region_code.endswith("00"):  # prefecture
-            found.append(Case.region_code.startswith(self.region_code[:4]))
-        else:
-            found.append(Case.region_code == self.region_code)
-        return found
+        return _scope_conditions(
+            self.department is not None,
+            self.level,
+            department=self.department,
+            region=self.region_prefix,
+        )
+
+    def params(self) -> dict[str, str | None]:
+        """The values of the `_scope_conditions` parameters, for statements built once."""
+        return {"scope_department": self.department, "scope_region": self.region_prefix}
 
     def covers_region(self, region_code: str) -> bool:
         return regions().county_in_scope(region_code, self.region_code)
 
     def apply(self, query: _S) -> _S:
         return query.where(*self.conditions())
+
+
+def _scope_conditions(
+    has_department: bool,
+    level: RegionLevel,
+    *,
+    department: str | None = None,
+    region: str | None = None,
+) -> list[ColumnElement[bool]]:
+    """The scope's conditions on cases: with the values given, or (without them) as the
+    parameters `scope_department` and `scope_region`."""
+    department_value = bindparam("scope_department", department, type_=String)
+    region_value = bindparam("scope_region", region, type_=String)
+    found: list[ColumnElement[bool]] = []
+    if has_department:
+        found.append(Case.department == department_value)
+    if level is RegionLevel.COUNTY:
+        found.append(Case.region_code == region_value)
+    else:
+        found.append(Case.region_code.startswith(region_value))
+    return found
 
 
 async def by_route_event(session: AsyncSession, route_event_id: uuid.UUID) -> Case | None:
@@ -195,13 +251,52 @@ async def attachments_of(session: AsyncSession, application_id: uuid.UUID) -> li
     return list(await connection.execute(_ATTACHMENTS_OF, {"application_id": application_id}))
 
 
+# The application's attachments as one JSON value beside the case, so that an answer
+# listing them costs no query of its own (`Case.attachments`).
+_ATTACHMENTS_JSON = (
+    select(
+        func.coalesce(
+            func.jsonb_agg(
+                aggregate_order_by(
+                    func.jsonb_build_object(
+                        *(
+                            part
+                            for name in ("id", "content_type", "size", "filename", "added_at")
+                            for part in (text(f"'{name}'"), _ATTACHMENTS.c[name])
+                        )
+                    ),
+                    _ATTACHMENTS.c.added_at,
+                    _ATTACHMENTS.c.id,
+                )
+            ),
+            text("'[]'::jsonb"),
+        )
+    )
+    .where(_ATTACHMENTS.c.application_id == Case.application_id)
+    .correlate(Case)
+    .scalar_subquery()
+)
+_WITH_ATTACHMENTS = with_expression(Case.attachments, _ATTACHMENTS_JSON)
+
+
+@functools.cache
+def _case_in_scope(has_department: bool, level: RegionLevel, for_update: bool) -> Select[Case]:
+    """One case by `case_id` within a scope, with its attachments; built once per kind of
+    scope (the values are parameters), so a request does not build and key a query."""
+    query = (
+        select(Case)
+        .options(_WITH_ATTACHMENTS)
+        .where(Case.id == bindparam("case_id"), *_scope_conditions(has_department, level))
+    )
+    return query.with_for_update(of=Case) if for_update else query
+
+
 async def get_in_scope(
     session: AsyncSession, scope: Scope, case_id: uuid.UUID, *, for_update: bool = False
 ) -> Case | None:
-    query = scope.apply(select(Case).where(Case.id == case_id))
-    if for_update:
-        query = query.with_for_update()
-    return await session.scalar(query)
+    """The case, if in `scope`, with its attachments; locked with `for_update`."""
+    query = _case_in_scope(scope.department is not None, scope.level, for_update)
+    return await session.scalar(query, {"case_id": case_id, **scope.params()})
 
 
 async def list_in_scope(
@@ -234,20 +329,37 @@ async def list_in_scope(
     return list((await session.scalars(query)).all())
 
 
+@functools.cache
+def _claim_in_scope(has_department: bool, level: RegionLevel) -> Update:
+    return (
+        update(Case)
+        .where(
+            Case.id == bindparam("case_id"),
+            Case.status == CaseStatus.OPEN,
+            *_scope_conditions(has_department, level),
+        )
+        .values(
+            status=CaseStatus.CLAIMED,
+            assignee_id=bindparam("user_id"),
+            claimed_at=bindparam("now"),
+            updated_at=bindparam("now"),
+        )
+        .returning(Case)
+        .options(_WITH_ATTACHMENTS)
+    )
+
+
 async def claim(
     session: AsyncSession, scope: Scope, case_id: uuid.UUID, user_id: uuid.UUID, now: datetime
 ) -> Case | None:
-    """Take an open case; exactly one of two racing clerks gets a row back."""
-    query = (
-        update(Case)
-        .where(Case.id == case_id, Case.status == CaseStatus.OPEN)
-        .values(status=CaseStatus.CLAIMED, assignee_id=user_id, claimed_at=now, updated_at=now)
-        .where(*scope.conditions())
-        .returning(Case)
-    )
+    """Take an open case (with its attachments); exactly one of two racing clerks gets a
+    row back."""
     # The session is synchronised from RETURNING alone (populate_existing refreshes the
     # case if it was loaded before), not by "auto", which first tried to evaluate the
     # scope's criteria in Python against the identity map: a fifth of a claim's CPU.
-    return await session.scalar(
-        query, execution_options={"synchronize_session": False, "populate_existing": True}
+    claimed: Case | None = await session.scalar(
+        _claim_in_scope(scope.department is not None, scope.level),
+        {"case_id": case_id, "user_id": user_id, "now": now, **scope.params()},
+        execution_options={"synchronize_session": False, "populate_existing": True},
     )
+    return claimed

@@ -37,7 +37,8 @@ Cipher = Annotated[PiiCipher, Depends(_cipher)]
 
 
 async def _detail(session: DbSession, case: Case) -> CaseDetail:
-    await session.flush()
+    # Built from the case as changed in memory, before any flush (a flush would unload
+    # the attachments loaded with it); the commit, before the answer is sent, writes it.
     return await service.detail(session, case)
 
 

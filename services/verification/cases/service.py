@@ -79,7 +79,10 @@ def _stages(case: Case) -> list[StageOut]:
 
 
 async def detail(session: AsyncSession, case: Case) -> CaseDetail:
-    attachments = await repository.attachments_of(session, case.application_id)
+    attachments = case.attachments
+    if attachments is None:  # loaded without them (repository.get_in_scope has them)
+        rows = await repository.attachments_of(session, case.application_id)
+        attachments = [row._asdict() for row in rows]
     return CaseDetail(
         **_summary_fields(case, now_utc()),
         household=case.household,
@@ -94,16 +97,7 @@ async def detail(session: AsyncSession, case: Case) -> CaseDetail:
         field_check=case.field_check,
         notice_ends_at=case.notice_ends_at,
         transferred_to_department=case.transferred_to_department,
-        attachments=[
-            CaseAttachmentOut(
-                id=a.id,
-                content_type=a.content_type,
-                size=a.size,
-                filename=a.filename,
-                added_at=a.added_at,
-            )
-            for a in attachments
-        ],
+        attachments=[CaseAttachmentOut.model_validate(a) for a in attachments],
         outcome=case.outcome,
         decision_reason=case.decision_reason,
         measures=case.measures,

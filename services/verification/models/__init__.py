@@ -20,7 +20,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, query_expression
 
 from shared.db import Timestamps, UUIDPrimaryKey, service_metadata
 from shared.outbox import InboxMixin, OutboxMixin
@@ -117,6 +117,11 @@ class Case(UUIDPrimaryKey, Timestamps, Base):
     outcome: Mapped[str | None] = mapped_column(String(20))
     decision_reason: Mapped[str | None] = mapped_column(Text)
     measures: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
+
+    # Not a column: the application's attachments (id, content_type, size, filename,
+    # added_at), loaded in the same query as the case by the queries whose answer lists
+    # them (cases.repository); None where a query did not load them.
+    attachments: Mapped[list[dict[str, Any]] | None] = query_expression()
 
 
 class CaseAttachment(Base):
