@@ -18,6 +18,7 @@ from shared.db import create_engine, create_sessionmaker, unit_of_work
 from shared.redis import create_redis
 from shared.serving import serve
 from shared.settings import ServiceSettings
+from shared.web import NO_OPENTELEMETRY
 
 SCHEMA_SQL = [
     "CREATE SCHEMA IF NOT EXISTS bench",
@@ -55,7 +56,7 @@ def create_app() -> FastAPI:
         await app.state.redis.aclose()
         await engine.dispose()
 
-    app = FastAPI(lifespan=lifespan, docs_url=None, openapi_url=None)
+    app = FastAPI(lifespan=lifespan, docs_url=None, openapi_url=None, telemetry=NO_OPENTELEMETRY)
 
     @app.post("/baseline", status_code=201)
     async def baseline(body: Flat) -> Created:
