@@ -36,6 +36,11 @@ class NotifySettings(ServiceSettings):
     notify_backoff_base_seconds: float = Field(default=5.0, gt=0)
     notify_backoff_max_seconds: float = Field(default=3600.0, gt=0)
     sender_interval_seconds: float = Field(default=1.0, gt=0)
+    # Notifications sent together, in one transaction: the most a crash can send twice.
+    # All of a batch are in flight at once, so it holds its row locks for at most about
+    # two provider timeouts (WeChat, then SMS), well inside the database's 30 s limit on
+    # a transaction left idle.
+    sender_batch_size: int = Field(default=16, ge=1, le=100)
 
     # 催办: remind the clerk this long before a case's deadline; sweep this often.
     reminder_before_hours: float = Field(default=72.0, gt=0)

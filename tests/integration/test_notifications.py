@@ -282,3 +282,83 @@ async def test_every_citizen_facing_event_gets_its_own_chinese_message(
     assert "已享受同类救助" in kinds_and_texts[2][1]
     assert all(t.startswith("【云南省政府救助平台】") for _, t in kinds_and_texts)
     assert len(await stream_entries(redis, route_stream("medins"))) >= 1
+
+
+async def _submitted(intake: httpx.AsyncClient, pipeline: Pipeline, count: int) -> None:
+    """`count` applications, each accepted by its department: one notification each."""
+    citizen = await citizen_headers(intake, "openid-batch")
+    for _ in range(count):
+        created = await submit(intake, citizen, applicant={"id_number": resident_id()})
+        assert created.status_code == 201, created.text
+    await pipeline.drain()
+
+
+def _locks(statements: list[str]) -> list[str]:
+    return [s for s in statements if "FROM notify.notifications" in s and "SKIP LOCKED" in s]
+
+
+async def test_a_batch_is_sent_at_once_and_committed_together(
+    intake: httpx.AsyncClient,
+    pipeline: Pipeline,
+    redis: Redis,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    providers: ProviderServer,
+) -> None:
+    await _submitted(intake, pipeline, 5)
+    providers.script.send_seconds = 0.2  # a provider's latency, paid once per batch
+    sender = Sender(_settings(providers), redis)
+    with statements_run() as statements:
+        assert await sender.deliver_due(sessionmaker) == 5
+    assert [n["status"] for n in await _notifications(engine)] == ["sent"] * 5
+    assert providers.script.most_in_flight == 5
+    # The sends began together without a token cached: one of them fetched it.
+    assert len(providers.script.token_requests) == 1
+    assert len(_locks(statements)) == 1
+    assert len([s for s in statements if "INSERT INTO notify.delivery_attempts" in s]) == 1
+
+
+async def test_a_sweep_takes_the_due_in_batches_of_the_set_size(
+    intake: httpx.AsyncClient,
+    pipeline: Pipeline,
+    redis: Redis,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    providers: ProviderServer,
+) -> None:
+    await _submitted(intake, pipeline, 5)
+    sender = Sender(_settings(providers, sender_batch_size=2), redis)
+    with statements_run() as statements:
+        assert await sender.deliver_due(sessionmaker) == 5
+    assert len(_locks(statements)) == 3  # 2 + 2 + 1: the short batch says nothing is left
+    assert providers.script.most_in_flight <= 2
+    assert [n["status"] for n in await _notifications(engine)] == ["sent"] * 5
+
+
+async def test_a_fault_delivering_one_message_leaves_the_rest_of_its_batch_delivered(
+    intake: httpx.AsyncClient,
+    pipeline: Pipeline,
+    redis: Redis,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    providers: ProviderServer,
+) -> None:
+    await _submitted(intake, pipeline, 3)
+    # An answer the WeChat channel does not expect (an errcode that is a list): its
+    # TypeError is a fault of ours, not a provider's refusal.
+    providers.script.wechat_send.append((200, {"errcode": [45009], "errmsg": "?"}))
+    sender = Sender(_settings(providers, wechat=True, sms_base_url=""), redis)
+    assert await sender.deliver_due(sessionmaker) == 3
+    notifications = await _notifications(engine)
+    assert sorted(n["status"] for n in notifications) == ["pending", "sent", "sent"]
+    [failed] = [n for n in notifications if n["status"] == "pending"]
+    assert failed["attempts"] == 1
+    async with engine.connect() as conn:
+        error = await conn.scalar(
+            text("SELECT last_error FROM notify.notifications WHERE id = :id"),
+            {"id": failed["id"]},
+        )
+    assert error.startswith("internal_error")
+    # Retried later like any failed try: the provider answers normally again.
+    await _deliver_until_settled(sender, sessionmaker, rounds=3)
+    assert [n["status"] for n in await _notifications(engine)] == ["sent"] * 3

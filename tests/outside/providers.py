@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,11 @@ class Script:
     sms_sent: list[dict[str, Any]] = field(default_factory=list)
     token_serial: int = 0
     valid_tokens: set[str] = field(default_factory=set)
+    # How long each message send takes (a real provider's latency), and the most sends
+    # seen in flight at once.
+    send_seconds: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -42,6 +48,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = json.loads(self.rfile.read(length) or b"{}")
         script = self.server.script
+        if url.path in ("/cgi-bin/message/subscribe/send", "/sms/send"):
+            with self.server.lock:
+                script.in_flight += 1
+                script.most_in_flight = max(script.most_in_flight, script.in_flight)
+            time.sleep(script.send_seconds)
+            with self.server.lock:
+                script.in_flight -= 1
         with self.server.lock:
             if url.path == "/cgi-bin/stable_token":
                 script.token_requests.append(body)

@@ -4,6 +4,7 @@ provider's refusal or outage."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -46,12 +47,22 @@ class WechatChannel:
         self._redis = redis
         self._settings = settings
         self._token_key = f"relief:wechat:access_token:{settings.wechat_appid}"
+        self._fetching = asyncio.Lock()
 
-    async def _access_token(self, *, force: bool = False) -> str:
-        if not force:
+    async def _access_token(self, *, stale: str | None = None) -> str:
+        """The cached token, or a new one; `stale` is a token WeChat just refused, to be
+        replaced. The sends of a batch run at once: one of them fetches, the rest wait
+        for its token instead of each asking WeChat."""
+        cached = await self._redis.get(self._token_key)
+        if cached and cached != stale:
+            return str(cached)
+        async with self._fetching:
             cached = await self._redis.get(self._token_key)
-            if cached:
+            if cached and cached != stale:
                 return str(cached)
+            return await self._fetch_token(force=stale is not None)
+
+    async def _fetch_token(self, *, force: bool) -> str:
         response = await self._http.post(
             f"{self._settings.wechat_base_url}/cgi-bin/stable_token",
             json={
@@ -83,9 +94,10 @@ class WechatChannel:
             "lang": "zh_CN",
         }
         try:
-            answer = await self._post_message(body, await self._access_token())
+            token = await self._access_token()
+            answer = await self._post_message(body, token)
             if int(answer.get("errcode", 0)) in _WECHAT_TOKEN_EXPIRED:
-                answer = await self._post_message(body, await self._access_token(force=True))
+                answer = await self._post_message(body, await self._access_token(stale=token))
         except (httpx.HTTPError, ValueError, RuntimeError) as exc:
             return SendResult(False, "unreachable", repr(exc)[:300])
         errcode = int(answer.get("errcode", 0))

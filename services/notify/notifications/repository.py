@@ -6,26 +6,30 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import bindparam, func, insert, select, tuple_, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import DeliveryAttempt, Notification, NotificationStatus
 from shared.db import table_of
 
-
-async def next_due(session: AsyncSession, now: datetime) -> Notification | None:
-    """One due notification, locked so that parallel senders never take the same one."""
-    return await session.scalar(
-        select(Notification)
-        .where(
-            Notification.status == NotificationStatus.PENDING,
-            Notification.next_attempt_at <= now,
-        )
-        .order_by(Notification.next_attempt_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+# Built once: the sender runs it every sweep.
+_DUE = (
+    select(Notification)
+    .where(
+        Notification.status == NotificationStatus.PENDING,
+        Notification.next_attempt_at <= bindparam("now"),
     )
+    .order_by(Notification.next_attempt_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
+async def lock_due(session: AsyncSession, now: datetime, *, limit: int) -> list[Notification]:
+    """Up to `limit` notifications due at `now`, longest waiting first, locked so that
+    parallel senders never take the same one (each skips what another holds)."""
+    return list((await session.scalars(_DUE, {"now": now, "limit": limit})).all())
 
 
 _INSERT_ATTEMPTS = insert(table_of(DeliveryAttempt))

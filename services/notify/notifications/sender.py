@@ -1,13 +1,16 @@
 """Delivers due notifications: WeChat first, SMS when WeChat cannot; every try logged;
 failures retried with exponential backoff and jitter, then kept as dead letters.
 
-Each notification is sent inside its own transaction holding its row lock, so two senders
-never send the same one. A sender that dies after the provider accepted a message but
-before commit sends it again on recovery: providers offer no idempotency key, so that rare
-duplicate is the price of never losing a message."""
+A sweep takes the due notifications in batches (`sender_batch_size`): one transaction
+locks a batch (FOR UPDATE SKIP LOCKED: two senders never send the same one), sends all of
+it at once — a provider's latency is paid once per batch, not once per message — and
+commits every result together. A sender that dies after a provider accepted a message but
+before that commit sends it again on recovery: providers offer no idempotency key, so that
+rare duplicate, at most a batch, is the price of never losing a message."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httpx
@@ -23,7 +26,7 @@ from services.notify.notifications.channels import (
     SmsChannel,
     WechatChannel,
 )
-from services.notify.notifications.repository import next_due
+from services.notify.notifications.repository import lock_due
 from services.notify.notifications.service import backoff, log_attempt
 from services.notify.settings import NotifySettings
 from shared.db import now_utc, unit_of_work
@@ -75,14 +78,27 @@ class Sender:
         # Only what was due when the sweep began: a retry scheduled during this sweep
         # waits for a later one, so a failing message never spins.
         cutoff = now_utc()
+        size = self._settings.sender_batch_size
         while handled < limit:
             async with unit_of_work(sessionmaker) as session:
-                notification = await next_due(session, cutoff)
-                if notification is None:
-                    break
-                await self._deliver(session, notification, channels)
-            handled += 1
+                batch = await lock_due(session, cutoff, limit=min(size, limit - handled))
+                await asyncio.gather(*(self._deliver_or_defer(session, n, channels) for n in batch))
+            handled += len(batch)
+            if len(batch) < size:  # nothing more was due
+                break
         return handled
+
+    async def _deliver_or_defer(
+        self, session: AsyncSession, notification: Notification, channels: Channels
+    ) -> None:
+        """Deliver one of a batch; a fault of ours (not a provider's answer, which the
+        channels turn into results) counts as a failed try of this message alone, so it
+        neither undoes the batch's deliveries nor holds the line forever."""
+        try:
+            await self._deliver(session, notification, channels)
+        except Exception as exc:
+            log.exception("notification_failed", notification_id=str(notification.id))
+            self._failed(notification, SendResult(False, "internal_error", repr(exc)[:300]))
 
     async def _deliver(
         self, session: AsyncSession, notification: Notification, channels: Channels
@@ -114,13 +130,21 @@ class Sender:
             self._log(session, notification, "console", last)
             delivered = "console"
 
-        notification.attempts += 1
         if delivered is not None:
+            notification.attempts += 1
             notification.status = NotificationStatus.SENT
             notification.channel = delivered
             notification.sent_at = now
             notification.last_error = None
             return
+        self._failed(notification, last, hopeless=hopeless)
+
+    def _failed(
+        self, notification: Notification, last: SendResult | None, *, hopeless: bool = False
+    ) -> None:
+        """Count a failed try: retried after a backoff, or dead when it cannot succeed or
+        has used up its attempts."""
+        notification.attempts += 1
         notification.last_error = (
             f"{last.code}: {last.message}" if last else "no channel configured"
         )[:1000]
@@ -133,7 +157,7 @@ class Sender:
                 error=notification.last_error,
             )
             return
-        notification.next_attempt_at = now + backoff(
+        notification.next_attempt_at = now_utc() + backoff(
             notification.attempts,
             base=self._settings.notify_backoff_base_seconds,
             cap=self._settings.notify_backoff_max_seconds,
