@@ -457,15 +457,20 @@ def bench(
     """Measure intake (throughput, latency, submission-to-queue) against a minimal baseline on
     the same server settings, with wrk. Prints a table; saves JSON under runs/bench/."""
     from services.bench.runner import render, run
+    from services.bench.system import PlatformBusy
 
     base = ServiceSettings()
-    report = run(
-        connections=[int(c) for c in connections.split(",") if c.strip()],
-        seconds=seconds,
-        workers=workers,
-        home=base.home / "bench",
-        out_dir=Path("runs") / "bench",
-    )
+    try:
+        report = run(
+            connections=[int(c) for c in connections.split(",") if c.strip()],
+            seconds=seconds,
+            workers=workers,
+            home=base.home / "bench",
+            out_dir=Path("runs") / "bench",
+        )
+    except PlatformBusy as exc:
+        typer.echo(f"bench not started: {exc}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(render(report))
 
 
@@ -487,6 +492,7 @@ def replay(
     rate; saves JSON under runs/replay/."""
     from services.bench.lanes import ReplayError
     from services.bench.replay import render, run
+    from services.bench.system import PlatformBusy
 
     try:
         report = run(
@@ -498,6 +504,9 @@ def replay(
             notice_day_seconds=notice_day_seconds,
             show_progress=progress,
         )
+    except PlatformBusy as exc:
+        typer.echo(f"replay not started: {exc}", err=True)
+        raise typer.Exit(1) from None
     except ReplayError as exc:
         typer.echo(f"replay failed: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -5,6 +5,7 @@ workers as processes (`relief serve|relay|worker`), as in production."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import redis
 
 from services.cli import serve_options, worker_options
 from shared import migrations
@@ -90,20 +92,52 @@ def _processes(workers: int) -> list[tuple[list[str], str]]:
     return processes
 
 
+class PlatformBusy(RuntimeError):
+    """Another run is using the platform under this home."""
+
+
+@contextlib.contextmanager
+def _only_run(home: Path) -> Iterator[None]:
+    """Hold the home for this run alone: a second `relief replay` or `bench` on the same
+    home would drop the database and empty the queues under the first."""
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "platform.lock").open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise PlatformBusy(
+                f"another relief replay or bench is running on {home}: "
+                "wait for it to end, or give this one another --home"
+            ) from None
+        yield  # the lock goes with the file's closing, however the run ends
+
+
 @contextlib.contextmanager
 def running(
     home: Path, database: str, *, workers: int, settings: dict[str, str]
 ) -> Iterator[System]:
-    """Start everything, ready to serve; stop it all when the block ends. `settings` are
-    RELIEF_ variables for the services on top of the development defaults (the caller's own
-    RELIEF_ variables are not passed on: this system is not the one they describe)."""
+    """Start everything, ready to serve, on an empty database and empty queues; stop it all
+    when the block ends. `settings` are RELIEF_ variables for the services on top of the
+    development defaults (the caller's own RELIEF_ variables are not passed on: this system
+    is not the one they describe)."""
+    with _only_run(home):
+        yield from _running(home, database, workers=workers, settings=settings)
+
+
+def _running(
+    home: Path, database: str, *, workers: int, settings: dict[str, str]
+) -> Iterator[System]:
     postgres = EmbeddedPostgres(home, preferred_port=None, durable=True)
-    redis = EmbeddedRedis(home, preferred_port=None, durable=True)
-    started = [postgres.start(), redis.start()]
+    queues = EmbeddedRedis(home, preferred_port=None, durable=True)
+    started = [postgres.start(), queues.start()]
     try:
         postgres.drop_database(database)
         postgres.ensure_database(database)
-        database_url, redis_url = postgres.url(database), redis.url(1)
+        database_url, redis_url = postgres.url(database), queues.url(1)
+        # What an earlier run left in the streams (one that was stopped halfway leaves
+        # messages unread) would reach this run's consumers and be counted with its own.
+        with redis.Redis.from_url(redis_url) as client:
+            client.flushdb()
         for service in SERVICES:
             migrations.upgrade(service, database_url)
         ports = {service: free_port() for service in SERVICES}
@@ -122,7 +156,7 @@ def running(
         )
         logs = home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        pids: dict[str, int | None] = {"postgres": postgres.pid(), "redis": redis.pid()}
+        pids: dict[str, int | None] = {"postgres": postgres.pid(), "redis": queues.pid()}
         with contextlib.ExitStack() as stack:
             for argv, name in _processes(workers):
                 pids[name] = stack.enter_context(process(argv, env, logs / f"{name}.log")).pid
@@ -132,6 +166,6 @@ def running(
             yield System(database_url, redis_url, urls, pids)
     finally:
         if started[1]:
-            redis.stop()
+            queues.stop()
         if started[0]:
             postgres.stop()

@@ -7,10 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 
+from shared.embedded import EmbeddedRedis
+from shared.events import EVENTS_STREAM, Envelope, EventType
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e
@@ -18,9 +23,37 @@ pytestmark = pytest.mark.e2e
 SCALE = "0.0003"  # 466,200 × 0.0003 → 140 applications; 462,500 × 0.0003 → 139 closed
 
 
+def _leave_an_unread_event(home: Path) -> None:
+    """What a replay stopped halfway leaves behind: notify's consumer group on the events
+    stream, and an application's submission it never read."""
+    queues = EmbeddedRedis(home, preferred_port=None, durable=True)
+    queues.start()
+    try:
+        with redis.Redis.from_url(queues.url(1)) as client:
+            client.xgroup_create(EVENTS_STREAM, "notify", id="$", mkstream=True)
+            now = datetime.now(UTC)
+            stale = Envelope(
+                type=EventType.APPLICATION_SUBMITTED,
+                application_id=uuid.uuid4(),
+                department="medins",
+                payload={
+                    "item_code": "medical_assistance",
+                    "region_code": "530129",
+                    "deadline": (now + timedelta(days=15)).isoformat(),
+                    "submitted_at": now.isoformat(),
+                    "recipient": {"openid": "openid-earlier-run", "phone_enc": None},
+                },
+            )
+            client.xadd(EVENTS_STREAM, stale.to_fields())
+    finally:
+        queues.stop()
+
+
 def test_a_small_replay_is_counted_by_notify_as_it_was_done(
     server_home: Path, tmp_path: Path
 ) -> None:
+    # An earlier run's leftovers are not counted with this run's.
+    _leave_an_unread_event(server_home)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
     finished = subprocess.run(
         [

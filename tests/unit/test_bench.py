@@ -1,11 +1,15 @@
-"""relief bench reads wrk's report correctly and writes scripts wrk can run."""
+"""relief bench reads wrk's report correctly and writes scripts wrk can run; a home holds
+one bench or replay platform at a time."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
 from services.bench.lua import intake_script
 from services.bench.runner import parse_wrk
+from services.bench.system import PlatformBusy, _only_run
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:40123/baseline
   1 threads and 32 connections
@@ -48,3 +52,11 @@ def test_each_load_level_numbers_its_requests_afresh() -> None:
     assert "local first = 0\n" in first
     assert "local first = 1000000\n" in second
     assert 'string.format("bench-%010d", n)' in second  # keys follow the same numbering
+
+
+def test_a_home_runs_one_platform_at_a_time(tmp_path: Path) -> None:
+    busy = pytest.raises(PlatformBusy, match="another relief replay or bench")
+    with _only_run(tmp_path), busy, _only_run(tmp_path):
+        pass
+    with _only_run(tmp_path):  # free again once the first run ended
+        pass
