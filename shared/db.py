@@ -142,6 +142,21 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
 # a success for a transaction that then failed.
 DbSession = Annotated[AsyncSession, Depends(_request_session, scope="function")]
 
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+async def _autocommit_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        await session.connection(execution_options=_AUTOCOMMIT)
+        yield session
+
+
+AutocommitSession = Annotated[AsyncSession, Depends(_autocommit_session, scope="function")]
+"""A session whose every statement commits on its own (no BEGIN, no COMMIT: one round
+trip each), for a request whose writes are one statement: nothing to commit or roll back
+at its end, and a statement that fails leaves nothing written. Not for a request that
+writes twice: its first write would stay if the second failed."""
+
 
 async def database_ready(engine: AsyncEngine) -> bool:
     try:

@@ -3,9 +3,12 @@ information, withdraw, rate, report for someone else, attach evidence."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.intake.applications import repository
@@ -213,6 +216,39 @@ async def test_a_submission_is_one_statement_and_a_refused_one_leaves_nothing(
         assert again.json()["error"]["code"] == "duplicate_application"
         assert again.json()["error"]["details"]["application_id"] == created.json()["id"]
     assert await _row_counts(engine) == written
+
+
+async def test_a_submission_needs_no_transaction_and_a_racing_duplicate_leaves_no_key(
+    intake: httpx.AsyncClient, engine: AsyncEngine
+) -> None:
+    citizen = await citizen_headers(intake, "openid-autocommit")
+    body = application_body()
+    on_autocommit: list[bool] = []
+
+    def record(conn: Connection, *args: Any) -> None:
+        if "INSERT INTO intake.idempotency_records" in args[1]:
+            on_autocommit.append(conn.connection.dbapi_connection.autocommit)  # type: ignore[union-attr]
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        # The same person and item under two keys at once: one application, one key.
+        answers = await asyncio.gather(
+            *(
+                intake.post(
+                    "/api/v1/applications",
+                    json=body,
+                    headers={**citizen, "Idempotency-Key": f"racing-key-{n}"},
+                )
+                for n in range(2)
+            )
+        )
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+    assert sorted(a.status_code for a in answers) == [201, 409]
+    # No BEGIN and no COMMIT around the statement: it commits on its own.
+    assert on_autocommit == [True, True]
+    counts = await _row_counts(engine)
+    assert (counts["applications"], counts["idempotency_records"]) == (1, 1)
 
 
 async def test_the_submission_statement_refuses_a_column_it_would_drop(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -18,6 +19,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import load_only
 
@@ -53,6 +55,15 @@ async def find_open_duplicate(
     )
 
 
+class Submitted(enum.Enum):
+    CREATED = "created"
+    KEY_USED = "key_used"  # the Idempotency-Key came before: nothing written
+    DUPLICATE = "duplicate"  # the person has an open application of the item: nothing written
+
+
+_OPEN_PER_PERSON_ITEM = "uq_applications_open_per_person_item"
+
+
 async def insert_submission(
     session: AsyncSession,
     *,
@@ -61,17 +72,18 @@ async def insert_submission(
     bind_citizen: bool,
     timeline: dict[str, Any],
     outbox: dict[str, list[Any]],
-) -> tuple[bool, bool]:
+) -> Submitted:
     """Write a submission in one statement: the idempotency key with its answer, the
     application, the citizen's binding (if `bind_citizen`), the timeline line and the
-    outbox rows. Returns (key claimed, application created).
+    outbox rows.
 
     Each write after the key runs only if the one before it did: a key already used leaves
-    everything else unwritten, and so does an open application of the same person and item
-    (the partial unique index decides, so concurrent submissions cannot both pass). A
-    concurrent insert of the same key waits for the other transaction, so an in-flight
-    first request is never run twice. Claimed but not created means the caller must roll
-    back, or the key would keep an answer for an application that does not exist."""
+    everything else unwritten. An open application of the same person and item fails the
+    whole statement on the partial unique index (so concurrent submissions cannot both
+    pass), and the key goes with it: nothing keeps an answer for an application that does
+    not exist. A concurrent insert of the same key waits for the other, so an in-flight
+    first request is never run twice. Being one statement, it needs no transaction around
+    it: on an AutocommitSession it is one round trip."""
     if application.keys() != set(_APPLICATION_COLUMNS):
         # A column added to the submission but not to the statement would be dropped.
         raise ValueError(
@@ -85,8 +97,14 @@ async def insert_submission(
         **{f"timeline_{name}": value for name, value in timeline.items()},
         **outbox,
     }
-    row = (await connection.execute(_INSERT_SUBMISSION, params)).one()
-    return bool(row.claimed), bool(row.created)
+    try:
+        claimed = (await connection.execute(_INSERT_SUBMISSION, params)).scalar_one()
+    except IntegrityError as exc:
+        violated = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+        if violated == _OPEN_PER_PERSON_ITEM:  # asyncpg's error, under SQLAlchemy's
+            return Submitted.DUPLICATE
+        raise
+    return Submitted.CREATED if claimed else Submitted.KEY_USED
 
 
 _KEY_COLUMNS = ("owner", "key", "request_hash", "status_code", "response_body")
@@ -111,7 +129,6 @@ _INSERT_SUBMISSION = text(
         INSERT INTO {_APPLICATIONS.fullname} ({", ".join(_APPLICATION_COLUMNS)})
         SELECT {param_casts(_APPLICATIONS, _APPLICATION_COLUMNS)}
         WHERE EXISTS (SELECT FROM claimed)
-        ON CONFLICT DO NOTHING
         RETURNING id, owner_openid, id_number_hash, phone_hash, applicant_name
     ), bound AS (
         INSERT INTO {table_of(CitizenBinding).fullname} (openid, id_number_hash, phone_hash, name)
@@ -127,7 +144,7 @@ _INSERT_SUBMISSION = text(
         {outbox_insert(OutboxMessage)}
         WHERE EXISTS (SELECT FROM created)
     )
-    SELECT EXISTS (SELECT FROM claimed) AS claimed, EXISTS (SELECT FROM created) AS created
+    SELECT EXISTS (SELECT FROM claimed) AS claimed
     """  # noqa: S608
 )
 

@@ -21,12 +21,13 @@ from services.intake.auth.dependencies import (
     Cipher,
     ClientIp,
     CurrentCitizen,
+    CurrentSubmitter,
     GridWorkerName,
     Limiter,
     ObjectStore,
     Settings,
 )
-from shared.db import DbSession
+from shared.db import AutocommitSession, DbSession
 from shared.errors import InvalidInput
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 
@@ -44,8 +45,8 @@ ApplicationId = Annotated[uuid.UUID, "application id"]
 )
 async def submit_application(
     body: ApplicationCreate,
-    principal: CurrentCitizen,
-    session: DbSession,
+    principal: CurrentSubmitter,
+    session: AutocommitSession,
     settings: Settings,
     cipher: Cipher,
     limiter: Limiter,

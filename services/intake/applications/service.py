@@ -80,8 +80,8 @@ async def submit(
     The hot path of the platform, so it is written for few round trips: everything is
     checked and computed first; then the idempotency key goes in together with its answer,
     the application (the partial unique index refuses a second open one for the same person
-    and item), the binding, the timeline line and both outbox messages — one statement, in
-    the request's unit of work (which rolls the key back if the application was refused)."""
+    and item, and the key with it), the binding, the timeline line and both outbox
+    messages — one statement, which needs no transaction around it."""
     owner = principal.subject
     request_hash = _request_hash(body)
     item = catalog().item(body.item_code)
@@ -141,7 +141,7 @@ async def submit(
     ).model_dump(mode="json")
 
     department = department_name(item.department)
-    claimed, inserted = await repository.insert_submission(
+    submitted = await repository.insert_submission(
         session,
         idempotency={
             "owner": owner,
@@ -171,10 +171,9 @@ async def submit(
         },
         outbox=outbox_columns(_submission_messages(application)),
     )
-    if not claimed:
+    if submitted is repository.Submitted.KEY_USED:
         return await _replay(session, owner, idempotency_key, request_hash)
-    if not inserted:
-        # The key went in with the answer: the unit of work rolls it back with this error.
+    if submitted is repository.Submitted.DUPLICATE:
         existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
         if existing is not None:
             raise _duplicate(existing)

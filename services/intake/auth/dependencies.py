@@ -3,12 +3,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.intake.auth.repository import active_grid_worker
 from services.intake.models import GridWorker
 from services.intake.settings import IntakeSettings
 from shared.auth import Audience, Principal, Role, bearer_token, decode_token
-from shared.db import DbSession
+from shared.db import AutocommitSession, DbSession
 from shared.errors import Forbidden, Unauthorized
 from shared.objectstore import DirectoryObjectStore
 from shared.pii import PiiCipher, cipher_for
@@ -57,11 +58,8 @@ async def _client_ip(request: Request, settings: Settings) -> str:
 ClientIp = Annotated[str, Depends(_client_ip)]
 
 
-async def _current_citizen(
-    request: Request,
-    settings: Settings,
-    session: DbSession,
-    authorization: Annotated[str | None, Header()] = None,
+async def _principal(
+    request: Request, settings: IntakeSettings, session: AsyncSession, authorization: str | None
 ) -> Principal:
     principal = decode_token(settings, bearer_token(authorization), audience=Audience.CITIZEN)
     if principal.role not in (Role.CITIZEN, Role.GRID_WORKER):
@@ -74,11 +72,34 @@ async def _current_citizen(
     return principal
 
 
+async def _current_citizen(
+    request: Request,
+    settings: Settings,
+    session: DbSession,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    return await _principal(request, settings, session, authorization)
+
+
 CurrentCitizen = Annotated[Principal, Depends(_current_citizen)]
 """A citizen or a grid worker (who acts for citizens)."""
 
 
-async def _grid_worker_name(request: Request, principal: CurrentCitizen) -> str | None:
+async def _current_submitter(
+    request: Request,
+    settings: Settings,
+    session: AutocommitSession,
+    authorization: Annotated[str | None, Header()] = None,
+) -> Principal:
+    return await _principal(request, settings, session, authorization)
+
+
+CurrentSubmitter = Annotated[Principal, Depends(_current_submitter)]
+"""CurrentCitizen for a submission: its grid-worker check runs on the submission's own
+autocommit session, so the request holds one pooled connection, not two."""
+
+
+async def _grid_worker_name(request: Request, principal: CurrentSubmitter) -> str | None:
     if principal.role is not Role.GRID_WORKER:
         return None
     worker: GridWorker = request.state.grid_worker
@@ -87,4 +108,4 @@ async def _grid_worker_name(request: Request, principal: CurrentCitizen) -> str 
 
 GridWorkerName = Annotated[str | None, Depends(_grid_worker_name)]
 """The acting grid worker's name (None for a citizen acting for himself), from the row
-CurrentCitizen checked."""
+CurrentSubmitter checked."""
