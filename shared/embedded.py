@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PG_SYSTEM_USER = "relief_pg"
 DEFAULT_PG_PORT = 55432
@@ -76,6 +79,25 @@ def _wait_for_port(port: int, timeout: float) -> bool:
                 return True
         time.sleep(0.1)
     return False
+
+
+def _wait_until_loaded(port: int, timeout: float, log_file: Path) -> None:
+    """Redis listens before it has read its append-only file back, and until then answers
+    every command with LOADING: a started server is one that answers."""
+    deadline = time.monotonic() + timeout
+    # No retries inside the client: this loop is the retry, bounded by `timeout`.
+    no_retries = Retry(NoBackoff(), 0)
+    with redis.Redis(port=port, socket_timeout=5, retry=no_retries) as client:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.BusyLoadingError:
+                if time.monotonic() > deadline:
+                    raise EmbeddedError(
+                        f"Redis still loading its data after {timeout:.0f} s; see {log_file}"
+                    ) from None
+                time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -359,6 +381,7 @@ class EmbeddedRedis:
             )
             if not _wait_for_port(port, 30):
                 raise EmbeddedError(f"Redis did not listen on {port}; see {self.log_file}")
+            _wait_until_loaded(port, 120, self.log_file)
             return True
 
     def stop(self) -> None:
