@@ -4,11 +4,14 @@ case lock, the claim and the plain read each bring them, in every kind of scope.
 from __future__ import annotations
 
 import re
+import uuid
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.verification.cases import service
 from services.verification.cases.repository import RegionLevel, Scope
+from services.verification.models import Case
 from shared.auth import Role
 from tests.factories import JPEG, PDF
 from tests.integration.conftest import (
@@ -93,6 +96,13 @@ async def test_a_case_answer_brings_its_attachments_in_the_case_query(
         assert len(queries) == 1, (who, [q[:300] for q in queries])
         [query] = queries
         assert re.search(r"\b(FROM|UPDATE) verification\.cases\b", query), who
+
+    # A case loaded without them (here by primary key) still lists them, by a query.
+    async with sessionmaker() as session:
+        case = await session.get(Case, uuid.UUID(case_id))
+        assert case is not None and case.attachments is None
+        detail = await service.detail(session, case)
+    assert [a.model_dump(mode="json", exclude={"added_at"}) for a in detail.attachments] == expected
 
 
 async def test_a_case_without_attachments_lists_none(
