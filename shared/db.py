@@ -225,11 +225,12 @@ _DEFERRED = "deferred_writes"
 def deferred(session: AsyncSession, kind: type[_D]) -> _D:
     """The transaction's `kind` (created on first use), written when the session commits.
 
-    For append-only rows that nothing reads back in the same transaction (audit entries,
-    outbox messages): written as one statement at commit instead of an ORM INSERT ...
-    RETURNING each. The write runs in `before_commit`, after a flush, so rows it refers to
-    are there; a rollback drops what was gathered. No code path can forget the write: the
-    commit itself does it. Not inside a savepoint: its rollback could not take the rows back."""
+    For rows that nothing reads back in the same transaction (audit entries, outbox
+    messages, notifications, counter increments): written as one statement at commit
+    instead of one statement each. The write runs in `before_commit`, after a flush, so
+    rows it refers to are there; a rollback drops what was gathered. No code path can
+    forget the write: the commit itself does it. Not inside a savepoint: its rollback could
+    not take the rows back."""
     if session.in_nested_transaction():
         raise RuntimeError("deferred writes inside a savepoint are not supported")
     pending: dict[type[Any], Any] = session.info.setdefault(_DEFERRED, {})

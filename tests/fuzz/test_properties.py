@@ -358,7 +358,7 @@ async def _set_fact(
         for name, value in asdict(after).items():
             setattr(fact, name, value)
     await session.flush()
-    await apply_change(session, before, after, zone)
+    apply_change(session, before, after, zone)
 
 
 @settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])

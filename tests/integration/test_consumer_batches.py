@@ -87,6 +87,11 @@ def _selects_from(statements: list[str], table: str) -> int:
     return sum(1 for sql in statements if pattern.match(sql))
 
 
+def _inserts_into(statements: list[str], table: str) -> int:
+    pattern = re.compile(rf"^\s*INSERT INTO {re.escape(table)}\b")
+    return sum(1 for sql in statements if pattern.match(sql))
+
+
 # --- intake: the citizen's status and timeline ------------------------------------------
 
 MOVED_DEADLINE = AT + timedelta(days=40)
@@ -291,7 +296,7 @@ async def _notify_run(
     batch: list[Envelope],
     *,
     batched: bool,
-) -> tuple[dict[str, list[dict[str, Any]]], int]:
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     await _consume(
         redis, _consumer(redis, sessionmaker, service="notify", batched=False), BEFORE_BATCH
     )
@@ -302,7 +307,7 @@ async def _notify_run(
         distinct,
         len(batch) - distinct,
     )
-    return await _notify_state(engine), _selects_from(statements, "notify.application_facts")
+    return await _notify_state(engine), statements
 
 
 async def _batched_and_singly(
@@ -310,23 +315,33 @@ async def _batched_and_singly(
     sessionmaker: async_sessionmaker[AsyncSession],
     engine: AsyncEngine,
     batch: list[Envelope],
-) -> tuple[dict[str, list[dict[str, Any]]], int, dict[str, list[dict[str, Any]]], int]:
-    batched, batched_selects = await _notify_run(redis, sessionmaker, engine, batch, batched=True)
+) -> tuple[dict[str, list[dict[str, Any]]], list[str], dict[str, list[dict[str, Any]]], list[str]]:
+    batched, batched_sql = await _notify_run(redis, sessionmaker, engine, batch, batched=True)
     await empty_everything(engine, redis)
-    singly, single_selects = await _notify_run(redis, sessionmaker, engine, batch, batched=False)
-    return batched, batched_selects, singly, single_selects
+    singly, single_sql = await _notify_run(redis, sessionmaker, engine, batch, batched=False)
+    return batched, batched_sql, singly, single_sql
 
 
 async def test_notify_locks_a_batchs_facts_in_one_query_and_ends_as_one_by_one(
     redis: Redis, sessionmaker: async_sessionmaker[AsyncSession], engine: AsyncEngine
 ) -> None:
-    batched, batched_selects, singly, single_selects = await _batched_and_singly(
+    batched, batched_sql, singly, single_sql = await _batched_and_singly(
         redis, sessionmaker, engine, BATCH
     )
 
-    assert batched_selects == 1
-    assert single_selects == 12  # one per event of a new message
+    assert _selects_from(batched_sql, "notify.application_facts") == 1
+    assert _selects_from(single_sql, "notify.application_facts") == 12  # one per new event
     assert batched == singly
+    # The batch's counter changes, summed per row, and its notifications: one write each,
+    # at its commit; one by one, a write per event that changed them.
+    rollup_writes = [
+        _inserts_into(sql, "notify.closure_rollups") for sql in (batched_sql, single_sql)
+    ]
+    notification_writes = [
+        _inserts_into(sql, "notify.notifications") for sql in (batched_sql, single_sql)
+    ]
+    assert rollup_writes == [1, 4]  # N submitted, D decided, P overdue, Q decided
+    assert notification_writes == [1, 5]  # P, N, Q opened; Q asked for papers, decided
     facts = {row["application_id"]: row for row in batched["facts"]}
     assert set(facts) == {P, Q, N, D}  # U was never submitted
     # N's case.opened came in the batch that created its fact, and was followed.
@@ -343,11 +358,9 @@ async def test_notify_follows_a_case_opened_batched_with_its_submission(
     """The fact the submission adds is not flushed (autoflush is off), so a query would not
     see it: case.opened must find it among the batch's rows, or it is silently dropped."""
     batch = [_submitted(N, 1, "openid-n"), OPENED_N]
-    batched, batched_selects, singly, _ = await _batched_and_singly(
-        redis, sessionmaker, engine, batch
-    )
+    batched, batched_sql, singly, _ = await _batched_and_singly(redis, sessionmaker, engine, batch)
 
-    assert batched_selects == 1
+    assert _selects_from(batched_sql, "notify.application_facts") == 1
     assert batched == singly
     [fact] = [row for row in batched["facts"] if row["application_id"] == N]
     assert fact["case_id"] == uuid.UUID(int=N.int + 1000)

@@ -73,8 +73,8 @@ async def apply_event(session: AsyncSession, envelope: Envelope, zone: ZoneInfo)
             fact.recipient_openid = fact.recipient_openid or recipient.get("openid")
             fact.recipient_phone_enc = fact.recipient_phone_enc or recipient.get("phone_enc")
     _follow(fact, envelope)
-    await apply_change(session, before, FactState.of(fact), zone)
-    await queue_for_event(session, envelope, fact, zone)
+    apply_change(session, before, FactState.of(fact), zone)
+    queue_for_event(session, envelope, fact, zone)
     if envelope.type == EventType.CASE_OVERDUE and fact.closed_at is None:
         await escalate_overdue(session, envelope, fact, zone)
 

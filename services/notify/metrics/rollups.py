@@ -6,17 +6,17 @@ rebuild`), and a test holds the two to the same numbers."""
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import ApplicationFact, ClosureRollup
-from shared.db import table_of
+from shared.db import deferred, param_casts, table_of
 
 COUNTERS = (
     "received",
@@ -92,41 +92,61 @@ def contributions(state: FactState | None, zone: ZoneInfo) -> dict[RollupKey, di
     return found
 
 
-async def apply_change(
+def apply_change(
     session: AsyncSession, before: FactState | None, after: FactState | None, zone: ZoneInfo
 ) -> None:
-    """Move the rollups from what `before` counted to what `after` counts."""
-    deltas: dict[RollupKey, dict[str, int]] = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
+    """Move the rollups from what `before` counted to what `after` counts: gathered in the
+    transaction and written when it commits (see `_Deltas`)."""
+    deltas = deferred(session, _Deltas).by_key
     for key, counters in contributions(before, zone).items():
+        row = deltas[key]
         for name, value in counters.items():
-            deltas[key][name] -= value
+            row[name] -= value
     for key, counters in contributions(after, zone).items():
+        row = deltas[key]
         for name, value in counters.items():
-            deltas[key][name] += value
-    rows = [
-        {"dimension": k[0], "key": k[1], "day": k[2], "department": k[3], **delta}
-        for k, delta in sorted(deltas.items())
-        if any(delta.values())
-    ]
-    if not rows:
-        return
-    connection = await session.connection()
-    await connection.execute(_ADD_TO_ROLLUP, rows)
+            row[name] += value
 
 
-def _add_to_rollup() -> Any:
-    table = table_of(ClosureRollup)
-    statement = insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=[table.c.dimension, table.c.key, table.c.day],
-        set_={name: table.c[name] + statement.excluded[name] for name in COUNTERS},
+def _zeros() -> dict[str, int]:
+    return dict.fromkeys(COUNTERS, 0)
+
+
+@dataclass
+class _Deltas:
+    """A transaction's changes to the rollups, summed per row. A consumer batch moves the
+    same few rows (an item's and a county's day) again and again: one upsert at commit
+    writes each row once, where one per event wrote them over and over. In key order, so
+    two transactions that share rows lock them in the same order."""
+
+    by_key: defaultdict[RollupKey, dict[str, int]] = field(
+        default_factory=lambda: defaultdict(_zeros)
     )
 
+    def write(self, connection: Connection) -> None:
+        changed = [(k, d) for k, d in sorted(self.by_key.items()) if any(d.values())]
+        if not changed:
+            return
+        columns: dict[str, list[Any]] = {
+            name: [key[i] for key, _ in changed] for i, name in enumerate(_KEY_COLUMNS)
+        }
+        for name in COUNTERS:
+            columns[name] = [delta[name] for _, delta in changed]
+        connection.execute(_ADD_TO_ROLLUPS, columns)
 
-# Built once and run with a list of rows as a Core statement: building a multi-row upsert
-# per event (and its cache key), or passing it through the ORM's bulk insert, cost more
-# than the database work.
-_ADD_TO_ROLLUP = _add_to_rollup()
+
+_KEY_COLUMNS = ("dimension", "key", "day", "department")
+_ROLLUPS = table_of(ClosureRollup)
+
+# Built once: the rows as column arrays, one statement for any number of them.
+_ADD_TO_ROLLUPS = text(
+    f"""
+    INSERT INTO {_ROLLUPS.fullname} ({", ".join((*_KEY_COLUMNS, *COUNTERS))})
+    SELECT * FROM unnest({param_casts(_ROLLUPS, (*_KEY_COLUMNS, *COUNTERS), array=True)})
+    ON CONFLICT (dimension, key, day) DO UPDATE SET
+    {", ".join(f"{c} = {_ROLLUPS.name}.{c} + excluded.{c}" for c in COUNTERS)}
+    """  # noqa: S608 (names from the model, values all bound)
+)
 
 
 REBUILD_SQL = """

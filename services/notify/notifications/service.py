@@ -3,6 +3,7 @@ at most one per event, delivered by the sender loop."""
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from dataclasses import dataclass, field
@@ -10,19 +11,18 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import ApplicationFact, Notification, NotificationStatus
 from services.notify.notifications import repository
 from services.notify.notifications.texts import KINDS, compose
-from shared.db import deferred, table_of
+from shared.db import deferred, param_casts, table_of
 from shared.events import Envelope
 
 
-async def queue_for_event(
+def queue_for_event(
     session: AsyncSession, envelope: Envelope, fact: ApplicationFact, zone: ZoneInfo
 ) -> None:
     kind = KINDS.get(envelope.type)  # type: ignore[call-overload]
@@ -32,31 +32,56 @@ async def queue_for_event(
     composed = compose(envelope, item_code, fact.deadline, zone)
     if composed is None:
         return
-    text, data = composed
-    connection = await session.connection()
-    await connection.execute(
-        _QUEUE_NOTIFICATION,
+    message, data = composed
+    deferred(session, _Queued).rows.append(
         {
             "id": uuid.uuid4(),
             "event_id": envelope.event_id,
             "application_id": envelope.application_id,
             "kind": kind,
-            "text": text,
-            "template_data": data,
+            "text": message,
+            "template_data": json.dumps(data, ensure_ascii=False),
             "recipient_openid": fact.recipient_openid,
             "recipient_phone_enc": fact.recipient_phone_enc,
-            "status": NotificationStatus.PENDING,
-        },
+            "status": NotificationStatus.PENDING.value,
+        }
     )
 
 
-# Built once, run as a Core statement: through the ORM, an INSERT ... VALUES was compiled
-# anew for every event. ON CONFLICT: an event seen twice (however it got past the inbox)
-# queues nothing new.
-_QUEUE_NOTIFICATION = (
-    insert(table_of(Notification))
-    .values(next_attempt_at=func.now())
-    .on_conflict_do_nothing(index_elements=[table_of(Notification).c.event_id])
+@dataclass
+class _Queued:
+    """The transaction's new notifications, written in one INSERT when it commits (a
+    consumer batch queues one per event of most kinds; nothing reads them back before)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, connection: Connection) -> None:
+        if self.rows:
+            columns = {name: [row[name] for row in self.rows] for name in _QUEUED_COLUMNS}
+            connection.execute(_QUEUE_NOTIFICATIONS, columns)
+
+
+_QUEUED_COLUMNS = (
+    "id",
+    "event_id",
+    "application_id",
+    "kind",
+    "text",
+    "template_data",
+    "recipient_openid",
+    "recipient_phone_enc",
+    "status",
+)
+_NOTIFICATIONS = table_of(Notification)
+
+# Built once: the rows as column arrays, one statement for any number of them. ON
+# CONFLICT: an event seen twice (however it got past the inbox) queues nothing new.
+_QUEUE_NOTIFICATIONS = text(
+    f"""
+    INSERT INTO {_NOTIFICATIONS.fullname} ({", ".join(_QUEUED_COLUMNS)}, next_attempt_at)
+    SELECT *, now() FROM unnest({param_casts(_NOTIFICATIONS, _QUEUED_COLUMNS, array=True)})
+    ON CONFLICT (event_id) DO NOTHING
+    """  # noqa: S608 (names from the model, values all bound)
 )
 
 
