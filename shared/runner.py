@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.db import create_engine, create_sessionmaker, plain_url
-from shared.lifecycle import sleep_or_stop, stop_on_signals
+from shared.lifecycle import sleep_or_stop, stop_on_signals, tune_gc
 from shared.logging import configure_logging
 from shared.outbox import InboxMixin, OutboxMixin, OutboxRelay
 from shared.redis import create_redis
@@ -48,6 +48,7 @@ async def _process(
     stop_on_signals(stop)
     engine = create_engine(settings, application_name=f"relief-{service}-{role}")
     redis = create_redis(settings.require_redis_url())
+    tune_gc()
     try:
         yield _Process(stop, create_sessionmaker(engine), redis)
     finally:

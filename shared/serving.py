@@ -18,6 +18,9 @@ from typing import Any
 
 import structlog
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+
+from shared.lifecycle import tune_gc
 
 log = structlog.get_logger(__name__)
 
@@ -26,8 +29,11 @@ def serve(app: str, *, host: str, port: int, workers: int, **options: Any) -> No
     """Serve the app factory `app` ("module:function") on host:port with `workers` processes;
     `options` go to uvicorn.Config as they are."""
 
-    if workers <= 1 or not hasattr(socket, "SO_REUSEPORT"):
+    if workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
         uvicorn.run(app, factory=True, host=host, port=port, workers=workers, **options)
+        return
+    if workers <= 1:
+        _serve_here(uvicorn.Config(app, factory=True, host=host, port=port, **options))
         return
     context = multiprocessing.get_context("spawn")
     stopping = False
@@ -85,4 +91,20 @@ def _worker(app: str, host: str, port: int, options: dict[str, Any]) -> None:
 
     sock = reuse_port_socket(host, port)
     config = uvicorn.Config(app, factory=True, host=host, port=port, **options)
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config).run(sockets=[sock])
+
+
+def _serve_here(config: uvicorn.Config) -> None:
+    """One process: this one (as `uvicorn.run` does it)."""
+    server = _Server(config)
+    server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, the garbage collector tuned once the app has started."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        tune_gc()
