@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any, Protocol, TypeVar, cast
@@ -274,6 +274,34 @@ def param_casts(
         f"{re.sub(r'[(].*[)]', '', table.c[c].type.compile(dialect=_PG))}{suffix})"
         for c in columns
     )
+
+
+def unnest_insert(
+    table: Table, columns: Sequence[str], *, computed: Mapping[str, str] | None = None
+) -> str:
+    """`INSERT INTO table (columns) SELECT * FROM unnest(...)`: any number of rows in one
+    statement, prepared once, the rows passed as one array parameter per column (see
+    `column_arrays`). `computed`: more columns, with the SQL for their values, e.g.
+    `{"next_attempt_at": "now()"}`, the same for every row. A caller may append an ON
+    CONFLICT clause or use it inside a CTE."""
+    names = ", ".join(columns)
+    values = "*"
+    if computed:
+        names += ", " + ", ".join(computed)
+        values += ", " + ", ".join(computed.values())
+    return (
+        f"INSERT INTO {table.fullname} ({names}) "  # noqa: S608 (names from the model)
+        f"SELECT {values} FROM unnest({param_casts(table, columns, array=True)})"
+    )
+
+
+def column_arrays(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows (dicts with at least `columns`) as one list per column, for `unnest_insert`."""
+    arrays: dict[str, list[Any]] = {name: [] for name in columns}
+    for row in rows:
+        for name in columns:
+            arrays[name].append(row[name])
+    return arrays
 
 
 def table_of(model: type[Any]) -> Table:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notify.models import ApplicationFact, ClosureRollup
-from shared.db import deferred, param_casts, table_of
+from shared.db import deferred, table_of, unnest_insert
 
 COUNTERS = (
     "received",
@@ -141,11 +141,10 @@ _ROLLUPS = table_of(ClosureRollup)
 # Built once: the rows as column arrays, one statement for any number of them.
 _ADD_TO_ROLLUPS = text(
     f"""
-    INSERT INTO {_ROLLUPS.fullname} ({", ".join((*_KEY_COLUMNS, *COUNTERS))})
-    SELECT * FROM unnest({param_casts(_ROLLUPS, (*_KEY_COLUMNS, *COUNTERS), array=True)})
+    {unnest_insert(_ROLLUPS, (*_KEY_COLUMNS, *COUNTERS))}
     ON CONFLICT (dimension, key, day) DO UPDATE SET
     {", ".join(f"{c} = {_ROLLUPS.name}.{c} + excluded.{c}" for c in COUNTERS)}
-    """  # noqa: S608 (names from the model, values all bound)
+    """
 )
 
 

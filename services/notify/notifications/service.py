@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.notify.models import ApplicationFact, Notification, NotificationStatus
 from services.notify.notifications import repository
 from services.notify.notifications.texts import KINDS, compose
-from shared.db import deferred, param_casts, table_of
+from shared.db import column_arrays, deferred, table_of, unnest_insert
 from shared.events import Envelope
 
 
@@ -57,8 +57,7 @@ class _Queued:
 
     def write(self, connection: Connection) -> None:
         if self.rows:
-            columns = {name: [row[name] for row in self.rows] for name in _QUEUED_COLUMNS}
-            connection.execute(_QUEUE_NOTIFICATIONS, columns)
+            connection.execute(_QUEUE_NOTIFICATIONS, column_arrays(self.rows, _QUEUED_COLUMNS))
 
 
 _QUEUED_COLUMNS = (
@@ -78,10 +77,9 @@ _NOTIFICATIONS = table_of(Notification)
 # CONFLICT: an event seen twice (however it got past the inbox) queues nothing new.
 _QUEUE_NOTIFICATIONS = text(
     f"""
-    INSERT INTO {_NOTIFICATIONS.fullname} ({", ".join(_QUEUED_COLUMNS)}, next_attempt_at)
-    SELECT *, now() FROM unnest({param_casts(_NOTIFICATIONS, _QUEUED_COLUMNS, array=True)})
+    {unnest_insert(_NOTIFICATIONS, _QUEUED_COLUMNS, computed={"next_attempt_at": "now()"})}
     ON CONFLICT (event_id) DO NOTHING
-    """  # noqa: S608 (names from the model, values all bound)
+    """
 )
 
 

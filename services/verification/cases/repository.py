@@ -38,7 +38,7 @@ from services.verification.models import (
     StaffUser,
 )
 from shared.auth import Role
-from shared.db import param_casts, table_of
+from shared.db import column_arrays, table_of, unnest_insert
 from shared.events import Envelope
 from shared.outbox import outbox_columns, outbox_insert
 from shared.regions import regions
@@ -150,12 +150,9 @@ _AUDIT_COLUMNS = ("case_id", "action", "from_status", "to_status", "actor_id", "
 # table's rows as column arrays (in the order given: ids follow it, and so does the relay).
 _INSERT_TRAIL = text(
     f"""
-    WITH audit AS (
-        INSERT INTO {_AUDIT.fullname} ({", ".join(_AUDIT_COLUMNS)})
-        SELECT * FROM unnest({param_casts(_AUDIT, _AUDIT_COLUMNS, array=True)})
-    )
+    WITH audit AS ({unnest_insert(_AUDIT, _AUDIT_COLUMNS)})
     {outbox_insert(OutboxMessage)}
-    """  # noqa: S608 (table names from the models, values all bound)
+    """
 )
 
 
@@ -166,10 +163,7 @@ def insert_trail(
     Synchronous: it runs inside the commit (see `shared.db.deferred`)."""
     if not entries and not messages:
         return
-    columns: dict[str, list[Any]] = {name: [] for name in _AUDIT_COLUMNS}
-    for entry in entries:
-        for name in _AUDIT_COLUMNS:
-            columns[name].append(entry[name])
+    columns = column_arrays(entries, _AUDIT_COLUMNS)
     columns["data"] = [None if data is None else json.dumps(data) for data in columns["data"]]
     connection.execute(_INSERT_TRAIL, {**columns, **outbox_columns(messages)})
 
