@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.verification.accounts.repository import token_states
 from services.verification.cases.deadlines import announce_overdue
-from services.verification.cases.routing import HANDLERS, reannounce_opened
+from services.verification.cases.routing import HANDLERS, open_cases, reannounce_opened
 from services.verification.models import InboxEvent, OutboxMessage
 from services.verification.settings import VerificationSettings
 from shared import staff_tokens
@@ -43,6 +43,7 @@ async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None 
         inbox_model=InboxEvent,
         handler=handle_route,
         on_duplicate=reannounce_opened,
+        prepare=open_cases,
         stop=stop,
         periodic=[
             Periodic(settings.overdue_sweep_seconds, announce_overdue),

@@ -32,6 +32,7 @@ from services.notify.worker import GROUP as NOTIFY_GROUP
 from services.notify.worker import event_handler as notify_event_handler
 from services.verification.accounts.service import create_user
 from services.verification.app import create_app as create_verification
+from services.verification.cases.routing import open_cases, reannounce_opened
 from services.verification.models import InboxEvent as VerificationInbox
 from services.verification.models import OutboxMessage as VerificationOutbox
 from services.verification.settings import VerificationSettings
@@ -158,6 +159,7 @@ async def build_pipeline(
         inbox: type,
         handler: object,
         prepare: Prepare | None = None,
+        on_duplicate: object = None,
     ) -> StreamConsumer:
         return StreamConsumer(
             redis=redis,
@@ -168,6 +170,7 @@ async def build_pipeline(
             streams=streams,
             handler=handler,  # type: ignore[arg-type]
             prepare=prepare,
+            on_duplicate=on_duplicate,  # type: ignore[arg-type]
         )
 
     departments = VerificationSettings().served_departments()
@@ -177,6 +180,8 @@ async def build_pipeline(
             [route_stream(d) for d in departments],
             VerificationInbox,
             handle_route,
+            open_cases,
+            reannounce_opened,
         ),
         consumer(INTAKE_GROUP, [EVENTS_STREAM], IntakeInbox, intake_handler, intake_prepare),
         consumer(

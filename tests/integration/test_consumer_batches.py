@@ -1,5 +1,6 @@
-"""Intake's and notify's consumers lock and load the rows a batch touches in one query, and
-a batch ends where the same events applied one message at a time end."""
+"""Intake's and notify's consumers lock and load the rows a batch touches in one query,
+verification's writes the cases a batch opens in one statement, and a batch ends where the
+same events applied one message at a time end."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from services.intake.models import InboxEvent as IntakeInbox
+from services.intake.models import OutboxMessage as IntakeOutbox
 from services.intake.worker import GROUP as INTAKE_GROUP
 from services.intake.worker import handle_event as intake_handler
 from services.intake.worker import prepare_batch as intake_prepare
@@ -22,10 +24,21 @@ from services.notify.models import InboxEvent as NotifyInbox
 from services.notify.settings import NotifySettings
 from services.notify.worker import GROUP as NOTIFY_GROUP
 from services.notify.worker import event_handler as notify_event_handler
-from shared.events import EVENTS_STREAM, Envelope, EventType
-from shared.outbox import InboxMixin
+from services.verification.cases.routing import open_cases, reannounce_opened
+from services.verification.models import InboxEvent as VerificationInbox
+from services.verification.worker import GROUP as VERIFICATION_GROUP
+from services.verification.worker import handle_route
+from shared.events import EVENTS_STREAM, Envelope, EventType, route_stream
+from shared.outbox import InboxMixin, OutboxRelay
 from shared.streams import Handler, Prepare, StreamConsumer
-from tests.integration.conftest import citizen_headers, empty_everything, statements_run, submit
+from tests.factories import resident_id
+from tests.integration.conftest import (
+    citizen_headers,
+    empty_everything,
+    statements_run,
+    stream_entries,
+    submit,
+)
 
 AT = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 DEPARTMENT = "medins"
@@ -47,14 +60,24 @@ def _consumer(
     *,
     service: str,
     batched: bool,
+    stream: str = EVENTS_STREAM,
 ) -> StreamConsumer:
     """The service's consumer as its worker runs it; one message at a time if not batched."""
     group: str
     inbox: type[InboxMixin]
     handler: Handler
     prepare: Prepare
+    on_duplicate: Handler | None = None
     if service == "intake":
         group, inbox, handler, prepare = INTAKE_GROUP, IntakeInbox, intake_handler, intake_prepare
+    elif service == "verification":
+        group, inbox, handler, prepare = (
+            VERIFICATION_GROUP,
+            VerificationInbox,
+            handle_route,
+            open_cases,
+        )
+        on_duplicate = reannounce_opened
     else:
         group, inbox, prepare = NOTIFY_GROUP, NotifyInbox, notify_prepare
         handler = notify_event_handler(NotifySettings())
@@ -64,18 +87,21 @@ def _consumer(
         inbox_model=inbox,
         group=group,
         consumer=f"{group}-test",
-        streams=[EVENTS_STREAM],
+        streams=[stream],
         handler=handler,
         prepare=prepare,
+        on_duplicate=on_duplicate,
         batch_size=64 if batched else 1,
     )
 
 
-async def _consume(redis: Redis, consumer: StreamConsumer, events: list[Envelope]) -> list[str]:
+async def _consume(
+    redis: Redis, consumer: StreamConsumer, events: list[Envelope], stream: str = EVENTS_STREAM
+) -> list[str]:
     """Apply the events; returns the SQL run meanwhile."""
     await consumer.ensure_groups()
     for envelope in events:
-        await redis.xadd(EVENTS_STREAM, envelope.to_fields())
+        await redis.xadd(stream, envelope.to_fields())
     with statements_run() as statements:
         while await consumer.read_batch(block_ms=None):
             pass
@@ -366,3 +392,107 @@ async def test_notify_follows_a_case_opened_batched_with_its_submission(
     assert fact["case_id"] == uuid.UUID(int=N.int + 1000)
     accepted = [n for n in batched["notifications"] if n["application_id"] == N]
     assert [n["kind"] for n in accepted] == ["accepted"]
+
+
+# --- verification: the cases a batch opens ----------------------------------------------
+
+ROUTE = route_stream(DEPARTMENT)
+
+
+async def _routed(intake: httpx.AsyncClient, redis: Redis, sessionmaker: Any) -> list[Envelope]:
+    """Three submissions, as intake routes them to the department's stream."""
+    citizen = await citizen_headers(intake, "openid-route-batch")
+    for _ in range(3):
+        created = await submit(intake, citizen, applicant={"id_number": resident_id()})
+        assert created.status_code == 201, created.text
+    await OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=IntakeOutbox).publish_batch()
+    routed = [Envelope.from_fields(fields) for _, fields in await stream_entries(redis, ROUTE)]
+    await redis.delete(ROUTE)
+    assert [e.type for e in routed] == [EventType.APPLICATION_SUBMITTED] * 3
+    return routed
+
+
+async def _verification_state(engine: AsyncEngine) -> dict[str, list[tuple[Any, ...]]]:
+    """The cases, their trail and their announcements, without what differs between runs
+    (the ids the consumer draws, the times it writes)."""
+    queries = {
+        "cases": "SELECT application_id, route_event_id, department, item_code, region_code, "
+        "status, outcome, applicant_name, id_number_enc, phone_enc, id_number_masked, "
+        "phone_masked, household, description, form, prescreen, submitted_by_role, "
+        "submitted_at, deadline, paused_seconds, opened_event_id IS NOT NULL "
+        "FROM verification.cases ORDER BY application_id",
+        "trail": "SELECT c.application_id, a.action, a.from_status, a.to_status, a.actor_role, "
+        "a.reason FROM verification.case_audit_log a JOIN verification.cases c "
+        "ON c.id = a.case_id ORDER BY c.application_id, a.id",
+        "announced": "SELECT envelope->>'type', envelope->>'application_id', "
+        "envelope->'payload'->>'item_code', "
+        "(envelope->>'event_id')::uuid = c.opened_event_id "
+        "FROM verification.outbox o JOIN verification.cases c "
+        "ON c.application_id = (o.envelope->>'application_id')::uuid ORDER BY o.id",
+    }
+    async with engine.connect() as conn:
+        return {
+            name: [tuple(row) for row in await conn.execute(text(sql))]
+            for name, sql in queries.items()
+        }
+
+
+async def _verification_run(
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    routed: list[Envelope],
+    *,
+    batched: bool,
+) -> tuple[dict[str, list[tuple[Any, ...]]], list[str]]:
+    a, b, c = routed
+    withdrawn = _event(EventType.APPLICATION_WITHDRAWN, c.application_id, 5, reason="已自行解决")
+    consumer = _consumer(redis, sessionmaker, service="verification", batched=batched, stream=ROUTE)
+    # B's copy is a duplicate within the batch; C is withdrawn right after it is opened.
+    statements = await _consume(redis, consumer, [a, b, b, c, withdrawn], ROUTE)
+    assert (consumer.stats.processed, consumer.stats.duplicates) == (4, 1)
+    # Past the inbox (a consumer group made anew), the route events open nothing again.
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE verification.inbox"))
+    statements += await _consume(redis, consumer, [a, c], ROUTE)
+    state = await _verification_state(engine)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "TRUNCATE verification.cases, verification.case_audit_log, "
+                "verification.outbox, verification.inbox CASCADE"
+            )
+        )
+    await redis.delete(ROUTE)
+    return state, statements
+
+
+async def test_verification_opens_a_batchs_cases_in_one_statement_and_ends_as_one_by_one(
+    intake: httpx.AsyncClient,
+    redis: Redis,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+) -> None:
+    routed = await _routed(intake, redis, sessionmaker)
+    batched, batched_sql = await _verification_run(
+        redis, sessionmaker, engine, routed, batched=True
+    )
+    singly, single_sql = await _verification_run(redis, sessionmaker, engine, routed, batched=False)
+
+    case_writes = [_inserts_into(sql, "verification.cases") for sql in (batched_sql, single_sql)]
+    assert case_writes == [2, 5]  # a batch and its repeat; one by one, A, B, C, then A, C
+    assert batched == singly
+    assert [row[0] for row in batched["cases"]] == sorted(e.application_id for e in routed)
+    by_application = {row[0]: row for row in batched["cases"]}
+    assert [by_application[e.application_id][5:7] for e in routed] == [
+        ("open", None),
+        ("open", None),
+        ("decided", "withdrawn"),
+    ]
+    trail: dict[uuid.UUID, list[tuple[Any, ...]]] = {e.application_id: [] for e in routed}
+    for application_id, *entry in batched["trail"]:
+        trail[application_id].append(tuple(entry[1:4]))
+    opened = (None, "open", "system")
+    assert list(trail.values()) == [[opened], [opened], [opened, ("open", "decided", "citizen")]]
+    assert [row[0] for row in batched["announced"]] == [EventType.CASE_OPENED] * 3
+    assert all(row[3] for row in batched["announced"])  # announced with the case's event id

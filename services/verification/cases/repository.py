@@ -124,23 +124,36 @@ async def by_route_event(session: AsyncSession, route_event_id: uuid.UUID) -> Ca
 
 
 _CASES = table_of(Case)
-_CASE_COLUMNS = tuple(column.key for column in _CASES.columns)
-# Built once: a redelivered route message (the same route event) inserts nothing.
-_INSERT_NEW_CASE = (
-    insert(_CASES)
-    .on_conflict_do_nothing(index_elements=[_CASES.c.route_event_id])
-    .returning(_CASES.c.id)
+# What a newly opened case is written with; the other columns take their defaults.
+_NEW_CASE_COLUMNS = ("id", "application_id", "route_event_id", "opened_event_id",
+                     "department", "item_code", "region_code", "status", "applicant_name",
+                     "id_number_enc", "phone_enc", "id_number_masked", "phone_masked",
+                     "household", "description", "form", "prescreen", "submitted_by_role",
+                     "submitted_at", "deadline", "transferred_from_case_id", "created_at",
+                     "updated_at")  # fmt: skip
+_JSON_COLUMNS = ("household", "form", "prescreen")
+# Built once: any number of cases in one statement; a redelivered route message (the
+# same route event) inserts nothing.
+_INSERT_NEW_CASES = text(
+    f"""{unnest_insert(_CASES, _NEW_CASE_COLUMNS)}
+    ON CONFLICT (route_event_id) DO NOTHING RETURNING route_event_id"""
 )
 
 
-async def insert_new(session: AsyncSession, case: Case) -> bool:
-    """Write a case not yet in the database, as one statement; False, writing nothing, if
-    a case for its route event exists. `case` stays outside the session."""
-    # Unset columns are left out, so their defaults apply.
-    values = {key: value for key in _CASE_COLUMNS if (value := getattr(case, key)) is not None}
+async def insert_new(session: AsyncSession, cases: list[Case]) -> set[uuid.UUID]:
+    """Write cases not yet in the database, all in one statement, and return the route
+    events of those written: a case whose route event already has one is not written.
+    The cases stay outside the session."""
+    if not cases:
+        return set()
+    columns = column_arrays(
+        ({key: getattr(case, key) for key in _NEW_CASE_COLUMNS} for case in cases),
+        _NEW_CASE_COLUMNS,
+    )
+    for key in _JSON_COLUMNS:
+        columns[key] = [None if value is None else json.dumps(value) for value in columns[key]]
     connection = await session.connection()
-    result = await connection.execute(_INSERT_NEW_CASE, values)
-    return result.scalar() is not None
+    return set((await connection.execute(_INSERT_NEW_CASES, columns)).scalars())
 
 
 _AUDIT = table_of(AuditEntry)

@@ -16,21 +16,67 @@ from shared.db import now_utc
 from shared.events import EVENTS_STREAM, Envelope, EventType
 from shared.outbox import republish
 
+_OPENED = "verification.opened_cases"
+_OPENING = (EventType.APPLICATION_SUBMITTED, EventType.CASE_TRANSFERRED)
+
+
+async def open_cases(session: AsyncSession, envelopes: list[Envelope]) -> None:
+    """Before a consumer's batch is handled: write the cases its route messages open, all
+    in one statement (the unique route event decides redeliveries). `open_case` then
+    finds each one written here instead of writing it alone."""
+    now = now_utc()
+    cases = [_new_case(envelope, now) for envelope in envelopes if envelope.type in _OPENING]
+    written = await repository.insert_new(session, cases)
+    session.info[_OPENED] = {c.route_event_id: c for c in cases if c.route_event_id in written}
+
 
 async def open_case(session: AsyncSession, envelope: Envelope) -> Case | None:
     """Open the case for a routed application, or one transferred from another department;
     a redelivered route message opens nothing new (returns None).
 
-    One statement per message: the case row is written with the id of the event that will
-    announce it, and the unique route event decides redeliveries. Its audit entry and
-    announcement are added to the session and written with the rest of the consumer's
-    batch at commit.
+    The case row is written with the id of the event that will announce it, by
+    `open_cases` for the whole batch, or here for a message handled on its own. Its audit
+    entry and announcement are added to the session and written with the rest of the
+    consumer's batch at commit.
     """
+    opened: dict[uuid.UUID, Case] | None = session.info.get(_OPENED)
+    if opened is not None:
+        case = opened.get(envelope.event_id)
+        if case is None:
+            return None
+    else:
+        case = _new_case(envelope, now_utc())
+        if not await repository.insert_new(session, [case]):
+            return None
+    now = case.created_at
+    announce(
+        session,
+        case,
+        EventType.CASE_OPENED,
+        _opened_payload(case),
+        now,
+        event_id=case.opened_event_id,
+    )
+    record(
+        session,
+        case,
+        at=now,
+        actor=None,
+        from_status=None,
+        reason=f"由其他部门转入：{envelope.payload.get('transfer_reason')}"
+        if case.transferred_from_case_id
+        else None,
+    )
+    return case
+
+
+def _new_case(envelope: Envelope, now: datetime) -> Case:
+    """The case a route message opens, not yet written (outside the session)."""
     payload = envelope.payload
     applicant = payload["applicant"]
-    now = now_utc()
-    case = Case(
+    return Case(
         id=uuid.uuid4(),
+        opened_event_id=uuid.uuid4(),
         application_id=envelope.application_id,
         route_event_id=envelope.event_id,
         department=envelope.department,
@@ -55,28 +101,6 @@ async def open_case(session: AsyncSession, envelope: Envelope) -> Case | None:
         created_at=now,
         updated_at=now,
     )
-    case.opened_event_id = uuid.uuid4()
-    if not await repository.insert_new(session, case):
-        return None
-    announce(
-        session,
-        case,
-        EventType.CASE_OPENED,
-        _opened_payload(case),
-        now,
-        event_id=case.opened_event_id,
-    )
-    record(
-        session,
-        case,
-        at=now,
-        actor=None,
-        from_status=None,
-        reason=f"由其他部门转入：{payload.get('transfer_reason')}"
-        if case.transferred_from_case_id
-        else None,
-    )
-    return case
 
 
 def _opened_payload(case: Case) -> dict[str, str]:
@@ -86,8 +110,10 @@ def _opened_payload(case: Case) -> dict[str, str]:
 async def reannounce_opened(session: AsyncSession, envelope: Envelope, stream: str) -> None:
     """A route message seen again: intake is asking because it never heard the case was
     opened (Redis may have lost that event). Publish the original case.opened again."""
-    if envelope.type not in (EventType.APPLICATION_SUBMITTED, EventType.CASE_TRANSFERRED):
+    if envelope.type not in _OPENING:
         return
+    if envelope.event_id in session.info.get(_OPENED, ()):
+        return  # a copy in the batch that opened the case: its announcement is on its way
     case = await repository.by_route_event(session, envelope.event_id)
     if case is None or case.opened_event_id is None:
         return
