@@ -28,6 +28,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app.state.rate_limiter = RateLimiter(settings.require_redis_url())
         app.state.object_store = DirectoryObjectStore(settings.object_store_path())
         yield
+        await app.state.rate_limiter.aclose()
 
     return create_service_app(
         name="intake",

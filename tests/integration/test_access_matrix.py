@@ -138,7 +138,7 @@ async def services(infra: Infra, engine: AsyncEngine) -> AsyncIterator[Services]
 async def clean(redis: Redis) -> None:
     """Replaces conftest's truncation (see the module docstring). A module's worth of logins
     and submissions would use up the abuse limits, which are not what this module tests."""
-    keys = [key async for key in redis.scan_iter(match="relief:ratelimit*")]
+    keys = [key async for key in redis.scan_iter(match="relief:{ratelimit}*")]
     if keys:
         await redis.delete(*keys)
 

@@ -30,6 +30,7 @@ from services.intake.auth.dependencies import (
 from shared.db import AutocommitSession, DbSession
 from shared.errors import InvalidInput
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from shared.ratelimit import Limit
 
 router = APIRouter(prefix="/applications", tags=["applications"])
 
@@ -61,8 +62,12 @@ async def submit_application(
         raise InvalidInput(
             "请求头缺少 Idempotency-Key（8 到 100 个字符）", code="idempotency_key_required"
         )
-    await limiter.hit(settings.rate_submit_per_user, "submit-user", principal.subject)
-    await limiter.hit(settings.rate_submit_per_ip, "submit-ip", client_ip)
+    await limiter.hit_all(
+        [
+            Limit(settings.rate_submit_per_user, "submit-user", principal.subject),
+            Limit(settings.rate_submit_per_ip, "submit-ip", client_ip),
+        ]
+    )
     status_code, payload = await service.submit(
         session,
         principal=principal,
