@@ -62,8 +62,13 @@ class Envelope(BaseModel):
     payload: dict[str, Any] = Field(default_factory=dict)
     correlation_id: str | None = None
 
-    def to_fields(self) -> dict[Any, Any]:  # redis-py's field types are invariant
-        return {"envelope": self.model_dump_json()}
+    def to_fields(self) -> dict[Any, Any]:
+        return self.fields_of(self.model_dump_json())
+
+    @staticmethod
+    def fields_of(envelope_json: str) -> dict[Any, Any]:  # redis-py's field types are invariant
+        """A stream entry's fields for an envelope already printed as JSON."""
+        return {"envelope": envelope_json}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Envelope:

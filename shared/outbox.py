@@ -21,7 +21,9 @@ from sqlalchemy import (
     Identity,
     Index,
     String,
+    Text,
     bindparam,
+    cast,
     delete,
     func,
     select,
@@ -178,7 +180,9 @@ class OutboxRelay:
                 )
             )
             .values(published_at=func.now())
-            .returning(table.c.id, table.c.stream, table.c.envelope)
+            # The envelope as PostgreSQL prints it: written by us from an Envelope, it goes
+            # to Redis as it is, not parsed and validated into one again to be printed.
+            .returning(table.c.id, table.c.stream, cast(table.c.envelope, Text))
         )
         self._streams_written: set[str] = set()
 
@@ -217,7 +221,7 @@ class OutboxRelay:
             pipe = self._redis.pipeline(transaction=False)
             for _, stream, envelope in rows:  # in the order they were written
                 self._streams_written.add(stream)
-                pipe.xadd(stream, Envelope.model_validate(envelope).to_fields())
+                pipe.xadd(stream, Envelope.fields_of(envelope))
             await pipe.execute()
         return len(rows)
 
