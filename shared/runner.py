@@ -59,7 +59,7 @@ async def _process(
 # The linger of consumers off the path from a submission to the clerk's queue (intake's
 # timeline, notify's facts and messages): after a short batch they wait this long, so
 # that under load their batches, one transaction each, grow; the citizen does not see
-# 100 ms. Verification's consumer, which opens the cases, keeps the default 20 ms.
+# 100 ms. Verification's consumer, which opens the cases, waits less (its ROUTE_LINGER_MS).
 BACKGROUND_LINGER_MS = 100
 
 

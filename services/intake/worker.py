@@ -38,5 +38,18 @@ async def run_worker(settings: IntakeSettings, stop: asyncio.Event | None = None
     )
 
 
+# The relay's wait after a wake-up, so that the rows of concurrent submissions go in one
+# batch: each batch costs a transaction and a pipeline whatever its size. 30 ms rather
+# than 10: relief bench at 32 connections, intake relay CPU 0.15-0.17 -> 0.094 of the
+# intake API's, submission-to-queue p99 still ~100 ms (target 250).
+INTAKE_RELAY_LINGER_SECONDS = 0.03
+
+
 async def run_outbox_relay(settings: IntakeSettings, stop: asyncio.Event | None = None) -> None:
-    await run_relay(settings, service="intake", outbox_model=OutboxMessage, stop=stop)
+    await run_relay(
+        settings,
+        service="intake",
+        outbox_model=OutboxMessage,
+        stop=stop,
+        linger_seconds=INTAKE_RELAY_LINGER_SECONDS,
+    )

@@ -19,6 +19,11 @@ from shared.runner import Periodic, run_consumer, run_relay
 
 GROUP = "verification"
 VERIFICATION_RELAY_LINGER_SECONDS = 0.05
+# The consumer's wait after a short batch, for the batches (one transaction, one INSERT of
+# all its cases) to grow under load; a new case reaches the clerk's queue at most this much
+# later. relief bench at 32 connections, 20 -> 40 ms: this worker's CPU 0.173 -> 0.130 of
+# the intake API's.
+ROUTE_LINGER_MS = 40
 
 
 async def handle_route(session: AsyncSession, envelope: Envelope, stream: str) -> None:
@@ -44,6 +49,7 @@ async def run_worker(settings: VerificationSettings, stop: asyncio.Event | None 
         handler=handle_route,
         on_duplicate=reannounce_opened,
         prepare=open_cases,
+        linger_ms=ROUTE_LINGER_MS,
         stop=stop,
         periodic=[
             Periodic(settings.overdue_sweep_seconds, announce_overdue),
