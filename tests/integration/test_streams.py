@@ -104,6 +104,37 @@ async def test_relay_takes_batches_oldest_first_and_a_failed_xadd_publishes_noth
     assert [Envelope.from_fields(f).payload["n"] for _, f in entries] == list(range(7))
 
 
+async def test_a_row_that_is_no_envelope_does_not_stop_the_relay(
+    redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
+) -> None:
+    """The relay passes each row's envelope on as it is, without reading it: a row that is
+    somehow not an envelope goes through with the rows around it, and the consumer
+    dead-letters it, where a relay that read it would fail on it at every try."""
+    async with unit_of_work(sessionmaker) as session:
+        enqueue(session, OutboxMessage, STREAM, _envelope(1))
+    async with unit_of_work(sessionmaker) as session:
+        await session.execute(
+            text(
+                "INSERT INTO intake.outbox (event_id, stream, envelope) "
+                "VALUES (gen_random_uuid(), :stream, CAST(:envelope AS jsonb))"
+            ),
+            {"stream": STREAM, "envelope": json.dumps({"type": "test.event", "n": "no ids"})},
+        )
+    async with unit_of_work(sessionmaker) as session:
+        enqueue(session, OutboxMessage, STREAM, _envelope(3))
+    relay = OutboxRelay(sessionmaker=sessionmaker, redis=redis, model=OutboxMessage)
+    assert await relay.publish_batch() == 3
+    assert await relay.backlog() == 0
+    recorder = Recorder()
+    consumer = _consumer(redis, sessionmaker, recorder)
+    await consumer.ensure_groups()
+    while await consumer.read_batch(block_ms=None):
+        pass
+    assert recorder.applied == [1, 3]
+    [dead] = await stream_entries(redis, DEAD_LETTER_STREAM)
+    assert dead[1]["error"].startswith("unreadable")
+
+
 async def test_rolled_back_transaction_publishes_nothing(
     redis: Redis, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
