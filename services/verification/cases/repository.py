@@ -16,6 +16,7 @@ from sqlalchemy import (
     Row,
     Select,
     String,
+    TextClause,
     Update,
     bindparam,
     func,
@@ -24,7 +25,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by, insert
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import with_expression
@@ -38,7 +39,7 @@ from services.verification.models import (
     StaffUser,
 )
 from shared.auth import Role
-from shared.db import column_arrays, table_of, unnest_insert
+from shared.db import column_arrays, table_of, unnest_insert, update_cte
 from shared.events import Envelope
 from shared.outbox import outbox_columns, outbox_insert
 from shared.regions import regions
@@ -169,16 +170,47 @@ _INSERT_TRAIL = text(
 )
 
 
+_CASE_JSON_COLUMNS = frozenset(c.name for c in _CASES.columns if isinstance(c.type, JSONB))
+
+
+@functools.cache
+def _trail_with_case_update(columns: tuple[str, ...]) -> TextClause:
+    """`_INSERT_TRAIL` that also writes one case's changed `columns` (`changed_*`
+    parameters), built once per set of columns (a few: one per kind of clerk action)."""
+    return text(
+        f"""
+        WITH {update_cte(_CASES, columns, name="changed", prefix="changed_")},
+        audit AS ({unnest_insert(_AUDIT, _AUDIT_COLUMNS)})
+        {outbox_insert(OutboxMessage)}
+        """
+    )
+
+
 def insert_trail(
-    connection: Connection, entries: list[dict[str, Any]], messages: list[tuple[str, Envelope]]
+    connection: Connection,
+    entries: list[dict[str, Any]],
+    messages: list[tuple[str, Envelope]],
+    case_changes: tuple[uuid.UUID, dict[str, Any]] | None = None,
 ) -> None:
-    """Write audit entries (dicts of `_AUDIT_COLUMNS`) and outbox messages in one statement.
-    Synchronous: it runs inside the commit (see `shared.db.deferred`)."""
-    if not entries and not messages:
+    """Write audit entries (dicts of `_AUDIT_COLUMNS`) and outbox messages in one statement,
+    with `case_changes` (a case's id and its changed columns, see `shared.db.take_changes`)
+    in the same statement. Synchronous: it runs inside the commit (`shared.db.deferred`)."""
+    if not entries and not messages and not case_changes:
         return
     columns = column_arrays(entries, _AUDIT_COLUMNS)
     columns["data"] = [None if data is None else json.dumps(data) for data in columns["data"]]
-    connection.execute(_INSERT_TRAIL, {**columns, **outbox_columns(messages)})
+    params: dict[str, Any] = {**columns, **outbox_columns(messages)}
+    statement = _INSERT_TRAIL
+    if case_changes:
+        case_id, changes = case_changes
+        statement = _trail_with_case_update(tuple(sorted(changes)))
+        params["changed_id"] = case_id
+        for name, value in changes.items():
+            encoded = (
+                json.dumps(value) if name in _CASE_JSON_COLUMNS and value is not None else value
+            )
+            params[f"changed_{name}"] = encoded
+    connection.execute(statement, params)
 
 
 async def audit_entries(session: AsyncSession, case_id: uuid.UUID) -> list[AuditEntry]:

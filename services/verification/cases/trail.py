@@ -2,8 +2,9 @@
 for changes others must know of, an event in the outbox, in the same transaction.
 
 Both are gathered as the change is made and written together, in one statement, when the
-transaction commits (`shared.db.deferred`): a clerk's action writes its audit entry and
-its event in one round trip, and a consumer's batch all of its entries and events."""
+transaction commits (`shared.db.deferred`): a clerk's action writes the case's changes,
+its audit entry and its event in one round trip, and a consumer's batch all of its
+entries and events (its cases' changes the flush writes before them)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from services.verification.cases import repository
 from services.verification.models import AuditAction, Case, StaffUser
-from shared.db import deferred
+from shared.db import deferred, take_changes
 from shared.events import EVENTS_STREAM, Envelope, EventType
 from shared.outbox import correlated
 
@@ -37,9 +39,20 @@ class _Trail:
 
     entries: list[dict[str, Any]] = field(default_factory=list)
     messages: list[tuple[str, Envelope]] = field(default_factory=list)
+    # The cases the entries are about; when there is one (a clerk's action), its changes
+    # go into the trail's statement instead of an UPDATE of the flush's own.
+    cases: dict[uuid.UUID, Case] = field(default_factory=dict)
+    case_changes: tuple[uuid.UUID, dict[str, Any]] | None = None
+
+    def take_changes(self, session: Session) -> None:
+        if len(self.cases) != 1:
+            return  # a consumer's batch: the flush writes its cases
+        [(case_id, case)] = self.cases.items()
+        changes = take_changes(session, case)
+        self.case_changes = (case_id, changes) if changes else None
 
     def write(self, connection: Connection) -> None:
-        repository.insert_trail(connection, self.entries, self.messages)
+        repository.insert_trail(connection, self.entries, self.messages, self.case_changes)
 
 
 def record(
@@ -55,7 +68,9 @@ def record(
     reason: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> None:
-    deferred(session, _Trail).entries.append(
+    trail = deferred(session, _Trail)
+    trail.cases[case.id] = case
+    trail.entries.append(
         {
             "case_id": case.id,
             "action": action.value,
@@ -93,5 +108,7 @@ def announce(
             payload={"case_id": str(case.id), **payload},
         )
     )
-    deferred(session, _Trail).messages.append((stream, envelope))
+    trail = deferred(session, _Trail)
+    trail.cases[case.id] = case
+    trail.messages.append((stream, envelope))
     return envelope
