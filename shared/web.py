@@ -261,8 +261,10 @@ def create_service_app(
     description: str = "",
     metrics: MetricsSpec | None = None,
 ) -> FastAPI:
-    """`metrics` names the consumer group, streams and outbox /metrics reports on; a service
-    adds gauges of its own through `app.state.metrics` (`gauge()`, `add_hook()`)."""
+    """`routers`, mounted under /api/v1, the busiest first (and in each router the busiest
+    routes first): every request tries the routes in order. `metrics` names the consumer
+    group, streams and outbox /metrics reports on; a service adds gauges of its own through
+    `app.state.metrics` (`gauge()`, `add_hook()`)."""
     configure_logging(
         service=name,
         json=settings.log_json if settings.log_json is not None else not settings.is_dev,
@@ -336,6 +338,11 @@ def create_service_app(
             service_metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
         )
 
+    # A request is matched against the routes in order (an included router's routes
+    # twice: once to choose the router, once to choose the route), so the API's routers,
+    # in the order given (the busiest first), go before the docs and health routes.
+    own_routes = len(app.router.routes)
     for router in routers:
         app.include_router(router, prefix="/api/v1")
+    app.router.routes[:] = app.router.routes[own_routes:] + app.router.routes[:own_routes]
     return app

@@ -35,7 +35,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="救助申请受理服务 (intake)",
         description="群众通过微信小程序自主申报；网格员代报。",
         settings=settings,
-        routers=[auth_router, catalog_router, applications_router, bindings_router],
+        routers=[applications_router, catalog_router, auth_router, bindings_router],
         extra_lifespan=lifespan,
         metrics=MetricsSpec(group=GROUP, streams=[EVENTS_STREAM], outbox_schema="intake"),
     )
