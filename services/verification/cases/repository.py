@@ -132,7 +132,8 @@ _NEW_CASE_COLUMNS = ("id", "application_id", "route_event_id", "opened_event_id"
                      "household", "description", "form", "prescreen", "submitted_by_role",
                      "submitted_at", "deadline", "transferred_from_case_id", "created_at",
                      "updated_at")  # fmt: skip
-_JSON_COLUMNS = ("household", "form", "prescreen")
+# Written as JSON text (the statements cast them), derived from the model.
+_JSON_COLUMNS = frozenset(c.name for c in _CASES.columns if isinstance(c.type, JSONB))
 # Built once: any number of cases in one statement; a redelivered route message (the
 # same route event) inserts nothing.
 _INSERT_NEW_CASES = text(
@@ -151,7 +152,7 @@ async def insert_new(session: AsyncSession, cases: list[Case]) -> set[uuid.UUID]
         ({key: getattr(case, key) for key in _NEW_CASE_COLUMNS} for case in cases),
         _NEW_CASE_COLUMNS,
     )
-    for key in _JSON_COLUMNS:
+    for key in _JSON_COLUMNS.intersection(_NEW_CASE_COLUMNS):
         columns[key] = [None if value is None else json.dumps(value) for value in columns[key]]
     connection = await session.connection()
     return set((await connection.execute(_INSERT_NEW_CASES, columns)).scalars())
@@ -168,9 +169,6 @@ _INSERT_TRAIL = text(
     {outbox_insert(OutboxMessage)}
     """
 )
-
-
-_CASE_JSON_COLUMNS = frozenset(c.name for c in _CASES.columns if isinstance(c.type, JSONB))
 
 
 @functools.cache
@@ -206,9 +204,7 @@ def insert_trail(
         statement = _trail_with_case_update(tuple(sorted(changes)))
         params["changed_id"] = case_id
         for name, value in changes.items():
-            encoded = (
-                json.dumps(value) if name in _CASE_JSON_COLUMNS and value is not None else value
-            )
+            encoded = json.dumps(value) if name in _JSON_COLUMNS and value is not None else value
             params[f"changed_{name}"] = encoded
     connection.execute(statement, params)
 
