@@ -6,6 +6,7 @@ validator can use them directly and the error handler reports them as they are.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from datetime import date
@@ -47,10 +48,13 @@ def normalize_resident_id(value: str) -> str:
     return number
 
 
+# Bounded: the list has ~6,700 codes, but a caller may send any six digits.
+@functools.lru_cache(maxsize=8192)
 def _known_address_code(code: str) -> bool:
     """The six digits name a division below the province. stdnum's data labels provinces
     too, so a bare province code (xx0000) is refused here. Prefecture-level codes stay
-    allowed: cities without counties (e.g. 东莞 441900) issue IDs with them."""
+    allowed: cities without counties (e.g. 东莞 441900) issue IDs with them. Remembered:
+    stdnum walks its prefix tree in Python on every lookup."""
     if code.endswith("0000"):
         return False
     return any("county" in props for _, props in numdb.get("cn/loc").info(code)[1:])
