@@ -409,6 +409,27 @@ async def test_submissions_are_rate_limited_per_citizen(infra: object) -> None:
         assert statuses == [201, 201, 429]
 
 
+async def test_submissions_are_rate_limited_per_address_from_the_proxy_header_if_trusted(
+    infra: object,
+) -> None:
+    async def statuses(intake: httpx.AsyncClient, addresses: list[str]) -> list[int]:
+        result = []
+        for n, address in enumerate(addresses):
+            citizen = await citizen_headers(intake, f"openid-at-{address}-{n}")
+            forwarded = {**citizen, "X-Forwarded-For": f"{address}, 10.0.0.254"}
+            result.append((await submit(intake, forwarded)).status_code)
+        return result
+
+    behind_proxy = {"rate_submit_per_ip": "2/hour", "trust_forwarded_for": True}
+    async with intake_with(**behind_proxy) as intake:
+        addresses = ["203.0.113.5", "203.0.113.5", "203.0.113.5", "203.0.113.6"]
+        assert await statuses(intake, addresses) == [201, 201, 429, 201]
+    async with intake_with(rate_submit_per_ip="2/hour") as intake:
+        # Not trusted: the header is the caller's word; all come from the test client.
+        addresses = ["198.51.100.1", "198.51.100.2", "198.51.100.3"]
+        assert await statuses(intake, addresses) == [201, 201, 429]
+
+
 async def test_no_plaintext_id_number_or_phone_in_any_table(
     intake: httpx.AsyncClient,
     verification: httpx.AsyncClient,

@@ -18,14 +18,11 @@ from services.intake.applications.schemas import (
     WithdrawIn,
 )
 from services.intake.auth.dependencies import (
-    Cipher,
-    ClientIp,
     CurrentCitizen,
-    CurrentSubmitter,
-    GridWorkerName,
     Limiter,
     ObjectStore,
     Settings,
+    SubmissionContext,
 )
 from shared.db import AutocommitSession, DbSession
 from shared.errors import InvalidInput
@@ -46,13 +43,8 @@ ApplicationId = Annotated[uuid.UUID, "application id"]
 )
 async def submit_application(
     body: ApplicationCreate,
-    principal: CurrentSubmitter,
+    submission: SubmissionContext,
     session: AutocommitSession,
-    settings: Settings,
-    cipher: Cipher,
-    limiter: Limiter,
-    client_ip: ClientIp,
-    grid_worker_name: GridWorkerName,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="每份新申请一个唯一值；重试时原样带上"),
@@ -62,19 +54,20 @@ async def submit_application(
         raise InvalidInput(
             "请求头缺少 Idempotency-Key（8 到 100 个字符）", code="idempotency_key_required"
         )
-    await limiter.hit_all(
+    settings = submission.settings
+    await submission.limiter.hit_all(
         [
-            Limit(settings.rate_submit_per_user, "submit-user", principal.subject),
-            Limit(settings.rate_submit_per_ip, "submit-ip", client_ip),
+            Limit(settings.rate_submit_per_user, "submit-user", submission.principal.subject),
+            Limit(settings.rate_submit_per_ip, "submit-ip", submission.client_ip),
         ]
     )
     status_code, payload = await service.submit(
         session,
-        principal=principal,
+        principal=submission.principal,
         body=body,
         idempotency_key=idempotency_key,
-        cipher=cipher,
-        grid_worker_name=grid_worker_name,
+        cipher=submission.cipher,
+        grid_worker_name=submission.grid_worker_name,
     )
     return JSONResponse(payload, status_code=status_code)
 
