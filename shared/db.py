@@ -29,10 +29,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -41,6 +43,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import InstrumentedAttribute, Mapped, Session, SessionTransaction, mapped_column
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import TextClause
 
 from shared.errors import AppError
 from shared.settings import ServiceSettings
@@ -169,6 +172,40 @@ AutocommitSession = Annotated[AsyncSession, Depends(_autocommit_session, scope="
 trip each), for a request whose writes are one statement: nothing to commit or roll back
 at its end, and a statement that fails leaves nothing written. Not for a request that
 writes twice: its first write would stay if the second failed."""
+
+
+class DriverStatement:
+    """A statement of `text()` sent straight to asyncpg on an autocommit session's
+    connection, past SQLAlchemy's execution layers (compiled-cache lookup, parameter
+    processing, execution context, result): for the one statement of the busiest request.
+    Compiled once, with asyncpg's positional parameters; asyncpg keeps it prepared.
+
+    Errors keep SQLAlchemy's shape, so the error handlers and the pool see what they see
+    elsewhere: a failed statement is run again through SQLAlchemy, which raises it
+    translated (and invalidates a dead connection). In autocommit one statement is all or
+    nothing, so the failed run wrote nothing and the second is the same statement again;
+    should it succeed (a transient error), its result is the answer. On a connection in a
+    transaction, where a failed statement aborts what came before, it goes through
+    SQLAlchemy from the start."""
+
+    def __init__(self, statement: TextClause) -> None:
+        compiled = statement.compile(dialect=asyncpg_dialect())  # type: ignore[no-untyped-call]
+        self.statement = statement
+        self.sql = str(compiled)
+        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
+
+    async def scalar(self, connection: AsyncConnection, params: Mapping[str, Any]) -> Any:
+        """The first column of the first row (None if there is none)."""
+        sync = connection.sync_connection
+        if sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection
+            if driver is not None:
+                try:
+                    return await driver.fetchval(self.sql, *[params[n] for n in self.names])
+                except Exception:  # noqa: S110 - raised again, translated, just below
+                    pass
+        return (await connection.execute(self.statement, params)).scalar()
 
 
 async def database_ready(engine: AsyncEngine) -> bool:

@@ -4,6 +4,7 @@ and auth), and the real relays and consumers driven step by step."""
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 from services.intake.app import create_app as create_intake
 from services.intake.models import InboxEvent as IntakeInbox
@@ -293,19 +295,49 @@ async def work_to_last_stage(
         assert advanced.status_code == 200, advanced.text
 
 
+_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
 @contextmanager
-def statements_run() -> Iterator[list[str]]:
-    """The SQL every engine in this process runs inside the block."""
+def statements_run(*, transaction_control: bool = False) -> Iterator[list[str]]:
+    """The SQL every engine in this process runs inside the block: what SQLAlchemy executes
+    and what goes straight to asyncpg (`shared.db.DriverStatement`) on a connection checked
+    out inside the block, in order; BEGIN, COMMIT and the like only if
+    `transaction_control` (SQLAlchemy does not report them as statements)."""
     seen: list[str] = []
+    loggers: list[tuple[Any, Any]] = []
+    # What SQLAlchemy ran that asyncpg may report too (its executemany): reported once.
+    by_sqlalchemy: Counter[str] = Counter()
 
     def record(*args: Any) -> None:
         seen.append(args[2])  # (conn, cursor, statement, parameters, context, executemany)
+        by_sqlalchemy[args[2]] += 1
+
+    def on_driver_query(query: Any) -> None:
+        # asyncpg reports what it runs itself (not the prepared statements SQLAlchemy runs),
+        # after it ran, on the loop's next turn.
+        if by_sqlalchemy[query.query] > 0:
+            by_sqlalchemy[query.query] -= 1
+            return
+        control = query.query.lstrip().upper().startswith(_TRANSACTION_CONTROL)
+        if transaction_control or not control:
+            seen.append(query.query)
+
+    def checked_out(_dbapi: object, entry: ConnectionPoolEntry, _proxy: object) -> None:
+        driver = entry.driver_connection
+        assert driver is not None
+        driver.add_query_logger(on_driver_query)
+        loggers.append((driver, on_driver_query))
 
     event.listen(Engine, "before_cursor_execute", record)
+    event.listen(Pool, "checkout", checked_out)
     try:
         yield seen
     finally:
         event.remove(Engine, "before_cursor_execute", record)
+        event.remove(Pool, "checkout", checked_out)
+        for driver, logger in loggers:
+            driver.remove_query_logger(logger)
 
 
 async def stream_entries(redis: Redis, stream: str) -> list[tuple[str, dict[str, str]]]:

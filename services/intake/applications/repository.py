@@ -33,7 +33,7 @@ from services.intake.models import (
     TimelineEntry,
 )
 from shared.auth import Principal, Role
-from shared.db import batch_lock, lock_batch, locked_rows, param_casts, table_of
+from shared.db import DriverStatement, batch_lock, lock_batch, locked_rows, param_casts, table_of
 from shared.outbox import outbox_insert
 
 
@@ -98,7 +98,7 @@ async def insert_submission(
         **outbox,
     }
     try:
-        claimed = (await connection.execute(_INSERT_SUBMISSION, params)).scalar_one()
+        claimed = await _INSERT_SUBMISSION.scalar(connection, params)
     except IntegrityError as exc:
         violated = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
         if violated == _OPEN_PER_PERSON_ITEM:  # asyncpg's error, under SQLAlchemy's
@@ -118,7 +118,7 @@ _APPLICATION_COLUMNS = (
 _TIMELINE_COLUMNS = ("kind", "title", "detail", "occurred_at")
 _APPLICATIONS = table_of(Application)
 # Only the models' own names and types are formatted in; every value is a parameter.
-_INSERT_SUBMISSION = text(
+_SUBMISSION_SQL = text(
     f"""
     WITH claimed AS (
         INSERT INTO {table_of(IdempotencyRecord).fullname} ({", ".join(_KEY_COLUMNS)})
@@ -147,6 +147,8 @@ _INSERT_SUBMISSION = text(
     SELECT EXISTS (SELECT FROM claimed) AS claimed
     """  # noqa: S608
 )
+# Sent straight to asyncpg: see DriverStatement.
+_INSERT_SUBMISSION = DriverStatement(_SUBMISSION_SQL)
 
 
 def add_timeline(
