@@ -197,7 +197,8 @@ class DriverStatement:
     async def scalar(self, connection: AsyncConnection, params: Mapping[str, Any]) -> Any:
         """The first column of the first row (None if there is none)."""
         sync = connection.sync_connection
-        if sync is not None and sync.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        options = sync.get_execution_options() if sync is not None else {}
+        if options.get("isolation_level") == _AUTOCOMMIT["isolation_level"]:
             raw = await connection.get_raw_connection()
             driver = raw.driver_connection
             if driver is not None:
