@@ -453,25 +453,53 @@ def bench(
     ] = "32,128,512",
     seconds: Annotated[float, typer.Option(help="seconds per load level")] = 15,
     workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 2,
+    instructions: Annotated[
+        bool,
+        typer.Option(
+            "--instructions",
+            help="count CPU instructions per submission with valgrind instead (repeatable "
+            "to a fraction of a percent, where throughput moves by 10%)",
+        ),
+    ] = False,
+    requests: Annotated[int, typer.Option(help="with --instructions: requests counted")] = 40,
+    warmup: Annotated[int, typer.Option(help="with --instructions: requests before")] = 20,
+    home: Annotated[Path | None, typer.Option(help="default: <RELIEF_HOME>/bench")] = None,
+    out_dir: Annotated[Path, typer.Option(help="where the JSON report goes")] = Path("runs")
+    / "bench",
 ) -> None:
     """Measure intake (throughput, latency, submission-to-queue) against a minimal baseline on
     the same server settings, with wrk. Prints a table; saves JSON under runs/bench/."""
     from services.bench.runner import render, run
-    from services.bench.system import PlatformBusy
+    from services.bench.system import BenchError
 
-    base = ServiceSettings()
+    home = home or ServiceSettings().home / "bench"
+    if instructions:
+        _bench_instructions(requests, warmup, home, out_dir)
+        return
     try:
         report = run(
             connections=[int(c) for c in connections.split(",") if c.strip()],
             seconds=seconds,
             workers=workers,
-            home=base.home / "bench",
-            out_dir=Path("runs") / "bench",
+            home=home,
+            out_dir=out_dir,
         )
-    except PlatformBusy as exc:
+    except BenchError as exc:
         typer.echo(f"bench not started: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(render(report))
+
+
+def _bench_instructions(requests: int, warmup: int, home: Path, out_dir: Path) -> None:
+    from services.bench import instructions
+    from services.bench.system import BenchError
+
+    try:
+        report = instructions.run(requests=requests, warmup=warmup, home=home, out_dir=out_dir)
+    except BenchError as exc:
+        typer.echo(f"bench not done: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(instructions.render(report))
 
 
 @app.command()

@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from services.bench.baseline import SCHEMA_SQL
 from services.bench.lua import baseline_script, intake_script
-from services.bench.system import process, running, wait_ready
+from services.bench.system import BenchError, process, running, service_env, wait_ready
 from shared.auth import Audience, Principal, Role, issue_token
 from shared.db import plain_url
 from shared.embedded import free_port
@@ -99,10 +99,15 @@ def parse_wrk(output: str, connections: int, seconds: float) -> WrkResult:
     )
 
 
-def run_wrk(url: str, script: str, connections: int, seconds: float) -> WrkResult:
+def find_wrk() -> str:
     wrk = shutil.which("wrk")
     if wrk is None:
-        raise RuntimeError("wrk is not installed: apt-get install wrk")
+        raise BenchError("wrk is not installed: apt-get install wrk")
+    return wrk
+
+
+def run_wrk(url: str, script: str, connections: int, seconds: float) -> WrkResult:
+    wrk = find_wrk()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
     try:
@@ -129,7 +134,7 @@ def run_wrk(url: str, script: str, connections: int, seconds: float) -> WrkResul
     return parse_wrk(output, connections, seconds)
 
 
-async def _prepare_database(url: str) -> None:
+async def prepare_baseline_schema(url: str) -> None:
     conn = await asyncpg.connect(plain_url(url))
     try:
         for statement in SCHEMA_SQL:
@@ -180,6 +185,21 @@ async def _wait_routed(url: str, within: float = 120) -> None:
         await conn.close()
 
 
+def citizen_tokens(count: int) -> list[str]:
+    """Tokens of `count` citizens, signed as the bench's own servers (dev settings, no
+    RELIEF_ variables) verify."""
+    settings = ServiceSettings(env="dev", jwt_secret=SecretStr(DEV_PLACEHOLDER))
+    return [
+        issue_token(
+            settings,
+            Principal(subject=f"bench-citizen-{n}", role=Role.CITIZEN),
+            audience=Audience.CITIZEN,
+            ttl_seconds=3600,
+        )
+        for n in range(count)
+    ]
+
+
 def run(
     *,
     connections: list[int],
@@ -188,7 +208,7 @@ def run(
     home: Path,
     out_dir: Path,
 ) -> BenchReport:
-    # Signed as the bench's own servers (dev settings, no RELIEF_ variables) verify.
+    find_wrk()  # before the platform is started for nothing
     settings = ServiceSettings(env="dev", jwt_secret=SecretStr(DEV_PLACEHOLDER))
     report = BenchReport(
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -207,17 +227,8 @@ def run(
         "RELIEF_RATE_SUBMIT_PER_IP": "100000000/hour",
     }
     with running(home, DATABASE, workers=workers, settings=limits) as platform:
-        asyncio.run(_prepare_database(platform.database_url))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
-        env.update(
-            {
-                "RELIEF_ENV": "dev",
-                "RELIEF_HOME": str(home),
-                "RELIEF_DATABASE_URL": platform.database_url,
-                "RELIEF_REDIS_URL": platform.redis_url,
-                "RELIEF_LOG_LEVEL": "WARNING",
-            }
-        )
+        asyncio.run(prepare_baseline_schema(platform.database_url))
+        env = service_env(home, platform.database_url, platform.redis_url, {})
         # The platform's processes idle meanwhile (a fraction of a percent of a CPU).
         port = free_port()
         baseline = [sys.executable, "-m", "services.bench.baseline", str(port), str(workers)]
@@ -228,15 +239,7 @@ def run(
                     run_wrk(f"http://127.0.0.1:{port}/baseline", baseline_script(), c, seconds)
                 )
 
-        tokens = [
-            issue_token(
-                settings,
-                Principal(subject=f"bench-citizen-{n}", role=Role.CITIZEN),
-                audience=Audience.CITIZEN,
-                ttl_seconds=3600,
-            )
-            for n in range(CITIZENS)
-        ]
+        tokens = citizen_tokens(CITIZENS)
         form = sample_form("medical_assistance")
         before = platform.cpu_seconds()
         windows = {}

@@ -92,12 +92,17 @@ def _processes(workers: int) -> list[tuple[list[str], str]]:
     return processes
 
 
-class PlatformBusy(RuntimeError):
+class BenchError(RuntimeError):
+    """A bench or replay cannot run (a tool missing, the home taken): the message says why
+    and what to do."""
+
+
+class PlatformBusy(BenchError):
     """Another run is using the platform under this home."""
 
 
 @contextlib.contextmanager
-def _only_run(home: Path) -> Iterator[None]:
+def only_run(home: Path) -> Iterator[None]:
     """Hold the home for this run alone: a second `relief replay` or `bench` on the same
     home would drop the database and empty the queues under the first."""
     home.mkdir(parents=True, exist_ok=True)
@@ -120,13 +125,21 @@ def running(
     when the block ends. `settings` are RELIEF_ variables for the services on top of the
     development defaults (the caller's own RELIEF_ variables are not passed on: this system
     is not the one they describe)."""
-    with _only_run(home):
+    with only_run(home):
         yield from _running(home, database, workers=workers, settings=settings)
 
 
-def _running(
-    home: Path, database: str, *, workers: int, settings: dict[str, str]
-) -> Iterator[System]:
+@dataclass
+class Databases:
+    database_url: str
+    redis_url: str
+    pids: dict[str, int | None]  # "postgres", "redis" -> pid
+
+
+@contextlib.contextmanager
+def databases(home: Path, database: str) -> Iterator[Databases]:
+    """Embedded PostgreSQL and Redis under `home` (durable, as in production), `database`
+    dropped, created and migrated, the Redis database empty; stopped when the block ends."""
     postgres = EmbeddedPostgres(home, preferred_port=None, durable=True)
     queues = EmbeddedRedis(home, preferred_port=None, durable=True)
     started = [postgres.start(), queues.start()]
@@ -140,32 +153,55 @@ def _running(
             client.flushdb()
         for service in SERVICES:
             migrations.upgrade(service, database_url)
+        yield Databases(
+            database_url, redis_url, {"postgres": postgres.pid(), "redis": queues.pid()}
+        )
+    finally:
+        if started[1]:
+            queues.stop()
+        if started[0]:
+            postgres.stop()
+
+
+def service_env(
+    home: Path, database_url: str, redis_url: str, settings: dict[str, str]
+) -> dict[str, str]:
+    """The environment of a service process on these servers: the development defaults with
+    `settings` (RELIEF_ variables) on top; the caller's own RELIEF_ variables are not
+    passed on, as this system is not the one they describe."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
+    env.update(
+        {
+            "RELIEF_ENV": "dev",
+            "RELIEF_HOME": str(home),
+            "RELIEF_DATABASE_URL": database_url,
+            "RELIEF_REDIS_URL": redis_url,
+            "RELIEF_LOG_LEVEL": "WARNING",
+            "RELIEF_LOG_JSON": "true",
+            **settings,
+        }
+    )
+    return env
+
+
+def _running(
+    home: Path, database: str, *, workers: int, settings: dict[str, str]
+) -> Iterator[System]:
+    with databases(home, database) as found:
         ports = {service: free_port() for service in SERVICES}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RELIEF_")}
-        env.update(
-            {
-                "RELIEF_ENV": "dev",
-                "RELIEF_HOME": str(home),
-                "RELIEF_DATABASE_URL": database_url,
-                "RELIEF_REDIS_URL": redis_url,
-                "RELIEF_LOG_LEVEL": "WARNING",
-                "RELIEF_LOG_JSON": "true",
-                **{f"RELIEF_{s.upper()}_PORT": str(port) for s, port in ports.items()},
-                **settings,
-            }
+        env = service_env(
+            home,
+            found.database_url,
+            found.redis_url,
+            {**{f"RELIEF_{s.upper()}_PORT": str(port) for s, port in ports.items()}, **settings},
         )
         logs = home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        pids: dict[str, int | None] = {"postgres": postgres.pid(), "redis": queues.pid()}
+        pids = dict(found.pids)
         with contextlib.ExitStack() as stack:
             for argv, name in _processes(workers):
                 pids[name] = stack.enter_context(process(argv, env, logs / f"{name}.log")).pid
             for port in ports.values():
                 wait_ready(f"http://127.0.0.1:{port}/readyz")
             urls = {s: f"http://127.0.0.1:{port}" for s, port in ports.items()}
-            yield System(database_url, redis_url, urls, pids)
-    finally:
-        if started[1]:
-            queues.stop()
-        if started[0]:
-            postgres.stop()
+            yield System(found.database_url, found.redis_url, urls, pids)

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from services.bench.instructions import resident_id
 from services.bench.lua import intake_script
 from services.bench.runner import parse_wrk
-from services.bench.system import PlatformBusy, _only_run
+from services.bench.system import PlatformBusy, only_run
+from shared.identity import normalize_resident_id
 
 WRK_OUTPUT = """Running 15s test @ http://127.0.0.1:40123/baseline
   1 threads and 32 connections
@@ -56,7 +58,13 @@ def test_each_load_level_numbers_its_requests_afresh() -> None:
 
 def test_a_home_runs_one_platform_at_a_time(tmp_path: Path) -> None:
     busy = pytest.raises(PlatformBusy, match="another relief replay or bench")
-    with _only_run(tmp_path), busy, _only_run(tmp_path):
+    with only_run(tmp_path), busy, only_run(tmp_path):
         pass
-    with _only_run(tmp_path):  # free again once the first run ended
+    with only_run(tmp_path):  # free again once the first run ended
         pass
+
+
+def test_the_instruction_bench_numbers_valid_distinct_ids() -> None:
+    numbers = [resident_id(n) for n in range(0, 16_800_000, 4_999)]
+    assert all(normalize_resident_id(n) == n for n in numbers)  # as intake checks them
+    assert len(set(numbers)) == len(numbers)
