@@ -18,7 +18,7 @@ from fastapi.telemetry import TelemetryConfig
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.db import create_engine, create_sessionmaker, database_ready
+from shared.db import autocommit_engine, create_engine, create_sessionmaker, database_ready
 from shared.errors import error_body, install_error_handlers
 from shared.logging import configure_logging, correlation_id, new_correlation_id
 from shared.metrics import MetricsSpec, PrometheusMiddleware, ServiceMetrics
@@ -278,6 +278,7 @@ def create_service_app(
         app.state.settings = settings
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.autocommit_engine = autocommit_engine(engine)
         app.state.redis = redis
         try:
             if extra_lifespan is not None:

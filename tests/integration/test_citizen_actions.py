@@ -249,7 +249,7 @@ async def test_the_submission_statement_refuses_a_column_it_would_drop(
     async with sessionmaker() as session:
         with pytest.raises(ValueError, match="nickname"):
             await repository.insert_submission(
-                session,
+                await session.connection(),
                 idempotency={},
                 application={"nickname": "老王"},
                 bind_citizen=False,

@@ -20,7 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import load_only
 
 from services.intake.models import (
@@ -65,7 +65,7 @@ _OPEN_PER_PERSON_ITEM = "uq_applications_open_per_person_item"
 
 
 async def insert_submission(
-    session: AsyncSession,
+    connection: AsyncConnection,
     *,
     idempotency: dict[str, Any],
     application: dict[str, Any],
@@ -83,13 +83,12 @@ async def insert_submission(
     pass), and the key goes with it: nothing keeps an answer for an application that does
     not exist. A concurrent insert of the same key waits for the other, so an in-flight
     first request is never run twice. Being one statement, it needs no transaction around
-    it: on an AutocommitSession it is one round trip."""
+    it: on an AutocommitConnection it is one round trip."""
     if application.keys() != set(_APPLICATION_COLUMNS):
         # A column added to the submission but not to the statement would be dropped.
         raise ValueError(
             f"columns differ: {sorted(application.keys() ^ set(_APPLICATION_COLUMNS))}"
         )
-    connection = await session.connection()
     params = {
         **{f"key_{name}": value for name, value in idempotency.items()},
         **application,

@@ -24,7 +24,7 @@ from services.intake.auth.dependencies import (
     Settings,
     SubmissionContext,
 )
-from shared.db import AutocommitSession, DbSession
+from shared.db import AutocommitConnection, DbSession
 from shared.errors import InvalidInput
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.ratelimit import Limit
@@ -44,7 +44,7 @@ ApplicationId = Annotated[uuid.UUID, "application id"]
 async def submit_application(
     body: ApplicationCreate,
     submission: SubmissionContext,
-    session: AutocommitSession,
+    connection: AutocommitConnection,
     idempotency_key: Annotated[
         str | None,
         Header(alias="Idempotency-Key", description="每份新申请一个唯一值；重试时原样带上"),
@@ -62,7 +62,7 @@ async def submit_application(
         ]
     )
     status_code, payload = await service.submit(
-        session,
+        connection,
         principal=submission.principal,
         body=body,
         idempotency_key=idempotency_key,

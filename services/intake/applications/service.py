@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.intake.applications import repository
 from services.intake.applications.prescreen import prescreen
@@ -30,6 +30,7 @@ from services.intake.models import (
 )
 from shared.auth import Principal, Role
 from shared.catalog import catalog
+from shared.db import session_on
 from shared.errors import AppError, Conflict, Forbidden, InvalidInput, NotFound
 from shared.events import EVENTS_STREAM, Envelope, EventType, route_stream
 from shared.forms import validate_form
@@ -112,7 +113,7 @@ def _request_hash(body: ApplicationCreate) -> str:
 
 
 async def submit(
-    session: AsyncSession,
+    connection: AsyncConnection,
     *,
     principal: Principal,
     body: ApplicationCreate,
@@ -126,7 +127,8 @@ async def submit(
     checked and computed first; then the idempotency key goes in together with its answer,
     the application (the partial unique index refuses a second open one for the same person
     and item, and the key with it), the binding, the timeline line and both outbox
-    messages — one statement, which needs no transaction around it."""
+    messages — one statement, which needs no transaction around it: `connection` is an
+    AutocommitConnection."""
     owner = principal.subject
     request_hash = _request_hash(body)
     item = catalog().item(body.item_code)
@@ -190,7 +192,7 @@ async def submit(
 
     department = department_name(item.department)
     submitted = await repository.insert_submission(
-        session,
+        connection,
         idempotency={
             "owner": owner,
             "key": idempotency_key,
@@ -219,14 +221,15 @@ async def submit(
         },
         outbox=outbox_columns(_submission_messages(application)),
     )
-    if submitted is repository.Submitted.KEY_USED:
-        return await _replay(session, owner, idempotency_key, request_hash)
-    if submitted is repository.Submitted.DUPLICATE:
+    if submitted is repository.Submitted.CREATED:
+        return 201, created
+    async with session_on(connection) as session:
+        if submitted is repository.Submitted.KEY_USED:
+            return await _replay(session, owner, idempotency_key, request_hash)
         existing = await repository.find_open_duplicate(session, id_number_hash, item.code)
-        if existing is not None:
-            raise _duplicate(existing)
-        raise Conflict("该事项已有一份正在办理的申请", code="duplicate_application")
-    return 201, created
+    if existing is not None:
+        raise _duplicate(existing)
+    raise Conflict("该事项已有一份正在办理的申请", code="duplicate_application")
 
 
 def _duplicate(existing: uuid.UUID) -> Conflict:

@@ -10,7 +10,7 @@ from services.intake.auth.repository import active_grid_worker
 from services.intake.models import GridWorker
 from services.intake.settings import IntakeSettings
 from shared.auth import Audience, Principal, Role, bearer_token, decode_token
-from shared.db import AutocommitSession, DbSession
+from shared.db import AutocommitConnection, DbSession, session_on
 from shared.errors import Forbidden, Unauthorized
 from shared.objectstore import DirectoryObjectStore
 from shared.pii import PiiCipher, cipher_for
@@ -66,15 +66,24 @@ ClientIp = Annotated[str, Depends(_client_ip)]
 async def _principal(
     request: Request, settings: IntakeSettings, session: AsyncSession, authorization: str | None
 ) -> Principal:
+    principal = _token_principal(settings, authorization)
+    if principal.role is Role.GRID_WORKER:
+        await _check_grid_worker(request, session, principal)
+    return principal
+
+
+def _token_principal(settings: IntakeSettings, authorization: str | None) -> Principal:
     principal = decode_token(settings, bearer_token(authorization), audience=Audience.CITIZEN)
     if principal.role not in (Role.CITIZEN, Role.GRID_WORKER):
         raise Forbidden()
-    if principal.role is Role.GRID_WORKER:
-        worker = await active_grid_worker(session, principal.subject)
-        if worker is None:
-            raise Unauthorized("网格员账号已停用", code="account_disabled")
-        request.state.grid_worker = worker  # for GridWorkerName, without a second query
     return principal
+
+
+async def _check_grid_worker(request: Request, session: AsyncSession, principal: Principal) -> None:
+    worker = await active_grid_worker(session, principal.subject)
+    if worker is None:
+        raise Unauthorized("网格员账号已停用", code="account_disabled")
+    request.state.grid_worker = worker  # for GridWorkerName, without a second query
 
 
 # The settings are read off the app here, not through the Settings dependency: FastAPI
@@ -94,15 +103,20 @@ CurrentCitizen = Annotated[Principal, Depends(_current_citizen)]
 
 async def _current_submitter(
     request: Request,
-    session: AutocommitSession,
+    connection: AutocommitConnection,
     authorization: Annotated[str | None, Header()] = None,
 ) -> Principal:
-    return await _principal(request, request.app.state.settings, session, authorization)
+    settings: IntakeSettings = request.app.state.settings
+    principal = _token_principal(settings, authorization)
+    if principal.role is Role.GRID_WORKER:
+        async with session_on(connection) as session:
+            await _check_grid_worker(request, session, principal)
+    return principal
 
 
 CurrentSubmitter = Annotated[Principal, Depends(_current_submitter)]
 """CurrentCitizen for a submission: its grid-worker check runs on the submission's own
-autocommit session, so the request holds one pooled connection, not two."""
+autocommit connection, so the request holds one pooled connection, not two."""
 
 
 def _grid_worker_name(request: Request, principal: Principal) -> str | None:
