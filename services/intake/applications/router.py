@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
 
 from services.intake.applications import actions, attachments, service
@@ -18,13 +18,14 @@ from services.intake.applications.schemas import (
     WithdrawIn,
 )
 from services.intake.auth.dependencies import (
+    SUBMISSION_HEADERS,
     CurrentCitizen,
     Limiter,
     ObjectStore,
     Settings,
     SubmissionContext,
 )
-from shared.db import AutocommitConnection, DbSession
+from shared.db import DbSession
 from shared.errors import InvalidInput
 from shared.pagination import DEFAULT_LIMIT, MAX_LIMIT
 from shared.ratelimit import Limit
@@ -40,17 +41,11 @@ ApplicationId = Annotated[uuid.UUID, "application id"]
     response_model=ApplicationCreated,
     summary="提交救助申请（本人申报或网格员代报）",
     responses={409: {"description": "同一事项已有正在办理的申请"}},
+    openapi_extra={"parameters": SUBMISSION_HEADERS},
 )
-async def submit_application(
-    body: ApplicationCreate,
-    submission: SubmissionContext,
-    connection: AutocommitConnection,
-    idempotency_key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", description="每份新申请一个唯一值；重试时原样带上"),
-    ] = None,
-) -> Any:
-    if not idempotency_key or not 8 <= len(idempotency_key) <= 100:
+async def submit_application(body: ApplicationCreate, submission: SubmissionContext) -> Any:
+    key = submission.idempotency_key
+    if not key or not 8 <= len(key) <= 100:
         raise InvalidInput(
             "请求头缺少 Idempotency-Key（8 到 100 个字符）", code="idempotency_key_required"
         )
@@ -62,10 +57,10 @@ async def submit_application(
         ]
     )
     status_code, payload = await service.submit(
-        connection,
+        submission.connection,
         principal=submission.principal,
         body=body,
-        idempotency_key=idempotency_key,
+        idempotency_key=key,
         cipher=submission.cipher,
         grid_worker_name=submission.grid_worker_name,
     )
