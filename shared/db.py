@@ -162,34 +162,26 @@ _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 def autocommit_engine(engine: AsyncEngine) -> AsyncEngine:
-    """`engine`'s pool, its connections committing each statement on its own."""
+    """`engine`'s pool, its connections committing every statement on its own (no BEGIN, no
+    COMMIT: one round trip each), for a request whose writes are one statement: nothing to
+    commit or roll back at its end, and a statement that fails leaves nothing written. Not
+    for a request that writes twice: its first write would stay if the second failed. Every
+    app keeps one as `app.state.autocommit_engine`. The busiest request takes a connection
+    of it itself: an ORM session on it, or a generator dependency yielding it, cost 7% and
+    5% of its instructions; `session_on` gives a rare path the ORM on it."""
     return engine.execution_options(**_AUTOCOMMIT)
-
-
-async def _autocommit_connection(request: Request) -> AsyncIterator[AsyncConnection]:
-    async with request.app.state.autocommit_engine.connect() as connection:
-        yield connection
-
-
-AutocommitConnection = Annotated[AsyncConnection, Depends(_autocommit_connection, scope="function")]
-"""A pooled connection whose every statement commits on its own (no BEGIN, no COMMIT: one
-round trip each), for a request whose writes are one statement: nothing to commit or roll
-back at its end, and a statement that fails leaves nothing written. Not for a request that
-writes twice: its first write would stay if the second failed. A connection, not an ORM
-session: setting one up and closing it cost the busiest request 7% of its instructions;
-`session_on` gives one to a rare path that wants the ORM."""
 
 
 @asynccontextmanager
 async def session_on(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
-    """An ORM session on `connection` (an AutocommitConnection's: each query commits on its
+    """An ORM session on `connection` (an autocommit engine's: each query commits on its
     own), for reads; what it loaded stays readable after the block."""
     async with AsyncSession(bind=connection, expire_on_commit=False, autoflush=False) as session:
         yield session
 
 
 class DriverStatement:
-    """A statement of `text()` sent straight to asyncpg on an AutocommitConnection, past
+    """A statement of `text()` sent straight to asyncpg on an autocommit connection, past
     SQLAlchemy's execution layers (compiled-cache lookup, parameter processing, execution
     context, result): for the one statement of the busiest request.
     Compiled once, with asyncpg's positional parameters; asyncpg keeps it prepared.

@@ -83,7 +83,7 @@ async def insert_submission(
     pass), and the key goes with it: nothing keeps an answer for an application that does
     not exist. A concurrent insert of the same key waits for the other, so an in-flight
     first request is never run twice. Being one statement, it needs no transaction around
-    it: on an AutocommitConnection it is one round trip."""
+    it: on an autocommit connection it is one round trip."""
     if application.keys() != set(_APPLICATION_COLUMNS):
         # A column added to the submission but not to the statement would be dropped.
         raise ValueError(

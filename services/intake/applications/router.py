@@ -56,14 +56,15 @@ async def submit_application(body: ApplicationCreate, submission: SubmissionCont
             Limit(settings.rate_submit_per_ip, "submit-ip", submission.client_ip),
         ]
     )
-    status_code, payload = await service.submit(
-        submission.connection,
-        principal=submission.principal,
-        body=body,
-        idempotency_key=key,
-        cipher=submission.cipher,
-        grid_worker_name=submission.grid_worker_name,
-    )
+    async with submission.autocommit.connect() as connection:
+        status_code, payload = await service.submit(
+            connection,
+            principal=submission.principal,
+            body=body,
+            idempotency_key=key,
+            cipher=submission.cipher,
+            grid_worker_name=submission.grid_worker_name,
+        )
     return JSONResponse(payload, status_code=status_code)
 
 

@@ -128,7 +128,7 @@ async def submit(
     the application (the partial unique index refuses a second open one for the same person
     and item, and the key with it), the binding, the timeline line and both outbox
     messages — one statement, which needs no transaction around it: `connection` is an
-    AutocommitConnection."""
+    autocommit connection (`shared.db.autocommit_engine`)."""
     owner = principal.subject
     request_hash = _request_hash(body)
     item = catalog().item(body.item_code)

@@ -4,13 +4,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.intake.auth.repository import active_grid_worker
 from services.intake.models import GridWorker
 from services.intake.settings import IntakeSettings
 from shared.auth import Audience, Principal, Role, bearer_token, decode_token
-from shared.db import AutocommitConnection, DbSession, session_on
+from shared.db import DbSession
 from shared.errors import Forbidden, Unauthorized
 from shared.objectstore import DirectoryObjectStore
 from shared.pii import PiiCipher, cipher_for
@@ -114,17 +114,19 @@ class Submission:
     limiter: RateLimiter
     client_ip: str
     grid_worker_name: str | None  # the acting grid worker (None: a citizen for himself)
-    # The request's one pooled connection (the grid-worker check ran on it too).
-    connection: AsyncConnection
+    # Connections that commit each statement on its own (see `shared.db.autocommit_engine`):
+    # the submission is one statement. Taken by the endpoint, not by a dependency: a
+    # generator dependency costs a request more than the connection.
+    autocommit: AsyncEngine
     idempotency_key: str | None
 
 
-async def _submission(request: Request, connection: AutocommitConnection) -> Submission:
+async def _submission(request: Request) -> Submission:
     settings: IntakeSettings = request.app.state.settings
     principal = _token_principal(settings, request.headers.get("authorization"))
     worker_name = None
     if principal.role is Role.GRID_WORKER:
-        async with session_on(connection) as session:
+        async with request.app.state.sessionmaker() as session:
             await _check_grid_worker(request, session, principal)
         worker: GridWorker = request.state.grid_worker
         worker_name = worker.name
@@ -135,7 +137,7 @@ async def _submission(request: Request, connection: AutocommitConnection) -> Sub
         limiter=request.app.state.rate_limiter,
         client_ip=client_ip(request, settings),
         grid_worker_name=worker_name,
-        connection=connection,
+        autocommit=request.app.state.autocommit_engine,
         idempotency_key=request.headers.get("idempotency-key"),
     )
 
