@@ -3,13 +3,17 @@ shipped shared/data/monitoring_lines.toml."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.intake.applications.prescreen import (
@@ -153,6 +157,15 @@ def test_ratio_has_two_places_rounded_half_up(income: Decimal, expected: str) ->
     ratio = prescreen(income, "ordinary", date(2022, 5, 1)).ratio
     assert ratio == Decimal(expected)
     assert ratio.as_tuple().exponent == -2
+
+
+@given(st.decimals(min_value=0, max_value=Decimal("1e30"), allow_nan=False, allow_infinity=False))
+def test_ratio_and_percentage_are_the_exact_rational_ones(income: Decimal) -> None:
+    # The definitions, in Fraction: the code computes them in integers.
+    result = prescreen(income, "ordinary", date(2022, 5, 1))  # the 2022 line: 7000 yuan
+    exact = Fraction(income) / 7000
+    assert result.ratio == Decimal(f"{math.floor(exact * 100 + Fraction(1, 2))}E-2")
+    assert f"为监测线的{math.floor(exact * 100)}%" in result.hint_zh
 
 
 def test_ratio_is_exact_for_very_large_amounts() -> None:

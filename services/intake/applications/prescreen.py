@@ -5,10 +5,8 @@ identification follows the official procedure (field investigation, village revi
 from __future__ import annotations
 
 import enum
-import math
 from datetime import date
 from decimal import Decimal
-from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict
 
@@ -100,7 +98,8 @@ def _hint(
 ) -> str:
     # The percentage is rounded down so that it never contradicts the level: 8049 yuan
     # against 8050 reads "99%", not "100%" (the `ratio` field itself is rounded half-up).
-    percent = math.floor(Fraction(income) * 100 / line.yuan)
+    numerator, denominator = income.as_integer_ratio()
+    percent = 100 * numerator // (denominator * line.yuan)
     compared = f"{line.year}年监测线{line.yuan}元"
     factor = f"{near_line_factor:f}".rstrip("0").rstrip(".")
     position = {
@@ -122,15 +121,19 @@ def _hint(
 
 
 def _ratio_half_up(income: Decimal, line_yuan: int) -> Decimal:
-    # Exact arithmetic: Decimal division would round to the context's 28 digits first (and
-    # quantize fails on very large amounts), so a ratio could be rounded twice.
-    hundredths = math.floor(Fraction(income) * 100 / line_yuan + Fraction(1, 2))
+    # Exact arithmetic on the income's integer ratio n/d: Decimal division would round to
+    # the context's 28 digits first (and quantize fails on very large amounts), so a ratio
+    # could be rounded twice. floor(100n / (d·line) + 1/2), in integers (Fraction gave the
+    # same, at five times the cost, on the busiest request).
+    numerator, denominator = income.as_integer_ratio()
+    divisor = denominator * line_yuan
+    hundredths = (200 * numerator + divisor) // (2 * divisor)
     return Decimal(f"{hundredths}E-2")
 
 
 def _yuan(amount: Decimal) -> str:
     """6200 -> "6200", 6200.5 -> "6200.50"; finer amounts are shown as given."""
-    cents = Fraction(amount) * 100
-    if cents.denominator == 1:
-        return f"{amount:.0f}" if cents.numerator % 100 == 0 else f"{amount:.2f}"
+    numerator, denominator = amount.as_integer_ratio()
+    if 100 * numerator % denominator == 0:  # whole cents
+        return f"{amount:.0f}" if numerator % denominator == 0 else f"{amount:.2f}"
     return f"{amount:f}"
