@@ -93,3 +93,14 @@ async def test_a_window_moves_hits_leave_it_as_they_age(limiter: RateLimiter) ->
     await asyncio.sleep(0.5)  # the first hit is now over a second old; the second is not
     await limiter.hit("2/second", "login-ip", "10.0.0.2")
     assert await _refusal(limiter, [Limit("2/second", "login-ip", "10.0.0.2")]) is not None
+
+
+async def test_a_redis_that_lost_the_script_still_counts_and_refuses(
+    limiter: RateLimiter, redis: Redis
+) -> None:
+    # A Redis restarted or flushed forgets its scripts: the first hit loads it again.
+    await limiter.hit("2/minute", "submit-user", "citizen-c")
+    await redis.script_flush()
+    await limiter.hit("2/minute", "submit-user", "citizen-c")
+    assert await redis.script_exists(limiter._script.sha) == [True]
+    assert await _refusal(limiter, [Limit("2/minute", "submit-user", "citizen-c")]) is not None
