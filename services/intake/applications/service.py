@@ -184,10 +184,10 @@ async def submit(
     created = ApplicationCreated(
         id=values["id"],
         status=values["status"],
-        item_code=item.code,
-        department=item.department,
+        item_code=values["item_code"],
+        department=values["department"],
         deadline=values["deadline"],
-        created_at=now,
+        created_at=values["created_at"],
     ).model_dump(mode="json")
 
     department = department_name(item.department)

@@ -68,7 +68,7 @@ async def _principal(
 ) -> Principal:
     principal = _token_principal(settings, authorization)
     if principal.role is Role.GRID_WORKER:
-        await _check_grid_worker(request, session, principal)
+        await _active_grid_worker(session, principal)
     return principal
 
 
@@ -79,11 +79,11 @@ def _token_principal(settings: IntakeSettings, authorization: str | None) -> Pri
     return principal
 
 
-async def _check_grid_worker(request: Request, session: AsyncSession, principal: Principal) -> None:
+async def _active_grid_worker(session: AsyncSession, principal: Principal) -> GridWorker:
     worker = await active_grid_worker(session, principal.subject)
     if worker is None:
         raise Unauthorized("网格员账号已停用", code="account_disabled")
-    request.state.grid_worker = worker  # for GridWorkerName, without a second query
+    return worker
 
 
 # The settings are read off the app here, not through the Settings dependency: FastAPI
@@ -127,9 +127,7 @@ async def _submission(request: Request) -> Submission:
     worker_name = None
     if principal.role is Role.GRID_WORKER:
         async with request.app.state.sessionmaker() as session:
-            await _check_grid_worker(request, session, principal)
-        worker: GridWorker = request.state.grid_worker
-        worker_name = worker.name
+            worker_name = (await _active_grid_worker(session, principal)).name
     return Submission(
         principal=principal,
         settings=settings,
