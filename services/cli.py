@@ -468,15 +468,18 @@ def bench(
     / "bench",
 ) -> None:
     """Measure intake (throughput, latency, submission-to-queue) against a minimal baseline on
-    the same server settings, with wrk. Prints a table; saves JSON under runs/bench/."""
+    the same server settings, with wrk; with --instructions, count each one's instructions
+    per request under valgrind instead. Prints a table; saves JSON under runs/bench/."""
+    from services.bench import instructions as counted
     from services.bench.runner import render, run
     from services.bench.system import BenchError
 
     home = home or ServiceSettings().home / "bench"
-    if instructions:
-        _bench_instructions(requests, warmup, home, out_dir)
-        return
     try:
+        if instructions:
+            counts = counted.run(requests=requests, warmup=warmup, home=home, out_dir=out_dir)
+            typer.echo(counted.render(counts))
+            return
         report = run(
             connections=[int(c) for c in connections.split(",") if c.strip()],
             seconds=seconds,
@@ -485,21 +488,9 @@ def bench(
             out_dir=out_dir,
         )
     except BenchError as exc:
-        typer.echo(f"bench not started: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(render(report))
-
-
-def _bench_instructions(requests: int, warmup: int, home: Path, out_dir: Path) -> None:
-    from services.bench import instructions
-    from services.bench.system import BenchError
-
-    try:
-        report = instructions.run(requests=requests, warmup=warmup, home=home, out_dir=out_dir)
-    except BenchError as exc:
         typer.echo(f"bench not done: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(instructions.render(report))
+    typer.echo(render(report))
 
 
 @app.command()

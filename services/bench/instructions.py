@@ -22,7 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +31,13 @@ from typing import Any
 import httpx
 from stdnum.cn import ric
 
+from services.bench.lua import baseline_body, intake_body, to_json
 from services.bench.runner import DATABASE, citizen_tokens, prepare_baseline_schema
 from services.bench.system import BenchError, databases, only_run, process, service_env, wait_ready
 from shared.embedded import free_port
 from shared.forms import sample_form
 
+Request = tuple[dict[str, str], bytes]  # headers, body
 TOKENS = 10  # the warm-up covers each, so the counted requests find them cached
 STARTUP_SECONDS = 600  # importing the app under valgrind is slow
 
@@ -62,40 +64,23 @@ def resident_id(n: int) -> str:
     return body + ric.calc_check_digit(body + "0")  # it skips the last character
 
 
-def intake_request(n: int, token: str, form: dict[str, object]) -> tuple[dict[str, str], bytes]:
-    """The headers and body of submission n: the same application as the wrk script's."""
-    body = {
-        "item_code": "medical_assistance",
-        "applicant": {"name": "压测用户", "id_number": resident_id(n), "phone": f"139{n:08d}"},
-        "household": {
-            "region_code": "530129",
-            "township": "仁德街道",
-            "village": "北大营村",
-            "address": "北大营村3组12号",
-            "size": 4,
-            "annual_income_per_capita": 6200,
-            "category": "marginal",
-        },
-        "description": "家中老人住院，自付医疗费用高，生活困难。",
-        "form": form,
-    }
+def _phone(n: int) -> str:
+    return f"139{n % 100_000_000:08d}"  # as the wrk scripts number them
+
+
+def intake_request(n: int, token: str, form: dict[str, object]) -> Request:
+    """The headers and body of submission n: the wrk script's application."""
     headers = {
         "Content-Type": "application/json",
         "Authorization": f"Bearer {token}",
         "Idempotency-Key": f"bench-{n:010d}",
     }
-    return headers, json.dumps(body, ensure_ascii=False).encode()
+    return headers, to_json(intake_body(resident_id(n), _phone(n), form)).encode()
 
 
-def baseline_request(n: int) -> tuple[dict[str, str], bytes]:
-    body = {
-        "name": "压测用户",
-        "id_number": resident_id(n),
-        "phone": f"139{n:08d}",
-        "region_code": "530129",
-        "amount": 6200,
-    }
-    return {"Content-Type": "application/json"}, json.dumps(body, ensure_ascii=False).encode()
+def baseline_request(n: int) -> Request:
+    body = baseline_body(resident_id(n), _phone(n))
+    return {"Content-Type": "application/json"}, to_json(body).encode()
 
 
 def read_total(out_file: Path) -> int:
@@ -139,32 +124,41 @@ def _callgrind(valgrind: Valgrind, out_file: Path) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class _Server:
+    name: str
+    argv: list[str]  # listening on `port`
+    port: int
+    ready: str  # a path that answers below 500 once it listens
+    path: str  # where the requests go
+    make: Callable[[int], Request]  # request n
+
+
 def _count(
     valgrind: Valgrind,
-    argv: list[str],
+    server: _Server,
     env: dict[str, str],
     log: Path,
     out_file: Path,
-    ready: str,
-    url: str,
-    make: Any,
     *,
     warmup: int,
     requests: int,
 ) -> int:
-    """Start `argv` under callgrind, send `warmup` then `requests` requests (`make(n)` gives
-    each one's headers and body), and return the count over the latter."""
+    """Start `server` under callgrind, send it `warmup` then `requests` requests, and
+    return the count over the latter."""
     out_file.unlink(missing_ok=True)
-    with process([*_callgrind(valgrind, out_file), *argv], env, log) as child:
-        wait_ready(ready, STARTUP_SECONDS)
-        with httpx.Client(timeout=120) as client:
+    base = f"http://127.0.0.1:{server.port}"
+    with process([*_callgrind(valgrind, out_file), *server.argv], env, log) as child:
+        wait_ready(base + server.ready, STARTUP_SECONDS)
+        with httpx.Client(base_url=base, timeout=120) as client:
 
             def send(n: int) -> None:
-                headers, content = make(n)
-                answer = client.post(url, headers=headers, content=content)
+                headers, content = server.make(n)
+                answer = client.post(server.path, headers=headers, content=content)
                 if answer.status_code != 201:
                     raise BenchError(
-                        f"request {n} to {url} answered {answer.status_code}: {answer.text[:300]}"
+                        f"request {n} to {server.name} answered {answer.status_code}: "
+                        f"{answer.text[:300]}"
                     )
 
             for n in range(warmup):
@@ -173,10 +167,10 @@ def _count(
             for n in range(warmup, warmup + requests):
                 send(n)
             valgrind.toggle(child.pid, "off")
-    # callgrind writes its file as the process exits, which `process` waited for.
-    deadline = time.monotonic() + 60
-    while not out_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # callgrind wrote its file as the process exited, which `process` waited for; a
+    # process that had to be killed wrote none.
+    if not out_file.exists():
+        raise BenchError(f"{server.name} did not stop in time: no count (see {log})")
     return read_total(out_file)
 
 
@@ -203,45 +197,43 @@ def run(*, requests: int, warmup: int, home: Path, out_dir: Path) -> Instruction
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = report.started_at.replace(":", "").replace("-", "")
     report.profiles = {
-        server: str(out_dir / f"instructions-{stamp}.{server}.callgrind")
-        for server in ("intake", "baseline")
+        name: str(out_dir / f"instructions-{stamp}.{name}.callgrind")
+        for name in ("intake", "baseline")
     }
     with only_run(home), databases(home, DATABASE) as found:
         asyncio.run(prepare_baseline_schema(found.database_url))
         env = service_env(home, found.database_url, found.redis_url, settings)
-        port = free_port()
         cmd = [sys.executable, "-m"]
-        report.per_request["intake"] = (
-            _count(
-                valgrind,
-                [*cmd, "services.cli", "serve", "intake", "--port", str(port)],
-                env,
-                logs / "intake-callgrind.log",
-                Path(report.profiles["intake"]),
-                f"http://127.0.0.1:{port}/readyz",
-                f"http://127.0.0.1:{port}/api/v1/applications",
+        intake_port, baseline_port = free_port(), free_port()
+        servers = [
+            _Server(
+                "intake",
+                [*cmd, "services.cli", "serve", "intake", "--port", str(intake_port)],
+                intake_port,
+                "/readyz",
+                "/api/v1/applications",
                 lambda n: intake_request(n, tokens[n % TOKENS], form),
-                warmup=warmup,
-                requests=requests,
-            )
-            // requests
-        )
-        port = free_port()
-        report.per_request["baseline"] = (
-            _count(
-                valgrind,
-                [*cmd, "services.bench.baseline", str(port), "1"],
-                env,
-                logs / "baseline-callgrind.log",
-                Path(report.profiles["baseline"]),
-                f"http://127.0.0.1:{port}/baseline",  # 405 to a GET once it listens
-                f"http://127.0.0.1:{port}/baseline",
+            ),
+            _Server(
+                "baseline",
+                [*cmd, "services.bench.baseline", str(baseline_port), "1"],
+                baseline_port,
+                "/baseline",  # 405 to a GET once it listens
+                "/baseline",
                 baseline_request,
+            ),
+        ]
+        for server in servers:
+            total = _count(
+                valgrind,
+                server,
+                env,
+                logs / f"{server.name}-callgrind.log",
+                Path(report.profiles[server.name]),
                 warmup=warmup,
                 requests=requests,
             )
-            // requests
-        )
+            report.per_request[server.name] = total // requests
     report.ratio_to_baseline = round(
         report.per_request["intake"] / report.per_request["baseline"], 2
     )

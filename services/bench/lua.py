@@ -1,9 +1,60 @@
-"""wrk scripts: each request a new body with a valid, unique resident ID (GB 11643 check
-character computed in Lua), a citizen token from a pool, a unique Idempotency-Key."""
+"""The bench's requests: the bodies, and the wrk scripts that send them, each request a new
+body with a valid, unique resident ID (GB 11643 check character computed in Lua), a citizen
+token from a pool, a unique Idempotency-Key. `relief bench --instructions` sends the same
+bodies from Python."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
+
+_ID_PLACEHOLDER, _PHONE_PLACEHOLDER = "@@ID@@", "@@PHONE@@"
+
+
+def intake_body(id_number: str, phone: str, form: dict[str, object]) -> dict[str, Any]:
+    """The bench's application: medical assistance for a marginal household of 530129."""
+    return {
+        "item_code": "medical_assistance",
+        "applicant": {"name": "压测用户", "id_number": id_number, "phone": phone},
+        "household": {
+            "region_code": "530129",
+            "township": "仁德街道",
+            "village": "北大营村",
+            "address": "北大营村3组12号",
+            "size": 4,
+            "annual_income_per_capita": 6200,
+            "category": "marginal",
+        },
+        "description": "家中老人住院，自付医疗费用高，生活困难。",
+        "form": form,
+    }
+
+
+def baseline_body(id_number: str, phone: str) -> dict[str, Any]:
+    return {
+        "name": "压测用户",
+        "id_number": id_number,
+        "phone": phone,
+        "region_code": "530129",
+        "amount": 6200,
+    }
+
+
+def to_json(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+def body_format(body: dict[str, Any]) -> str:
+    """`body` (built with `@@ID@@` and `@@PHONE@@` for the ID number and phone) as a
+    printf format of its JSON, the same in Lua's string.format and Python's `%`: the ID
+    number a `%s`, the phone `139` and a `%08d`."""
+    text = to_json(body).replace("%", "%%")
+    return text.replace(_ID_PLACEHOLDER, "%s").replace(_PHONE_PLACEHOLDER, "139%08d")
+
+
+def _lua_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
 
 _ID_NUMBER = r"""
 local weights = {7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2}
@@ -40,24 +91,18 @@ def intake_script(tokens: list[str], form: dict[str, object], *, first: int = 0)
     range, so no request repeats an earlier one's ID number or Idempotency-Key (a repeat
     would be answered from the idempotency record, which is cheaper, and flatter us)."""
     token_table = "{" + ",".join(json.dumps(t) for t in tokens) + "}"
-    form_json = json.dumps(form, ensure_ascii=False).replace("\\", "\\\\").replace('"', '\\"')
+    template = body_format(intake_body(_ID_PLACEHOLDER, _PHONE_PLACEHOLDER, form))
     return (
         _COMMON
         + _ID_NUMBER
         + f"local first = {int(first)}\n"
         + f"local tokens = {token_table}\n"
-        + f'local form = "{form_json}"\n'
+        + f"local template = {_lua_string(template)}\n"
         + r"""
 function request()
   counter = counter + 1
   local n = first + thread_no * 10000000 + counter
-  local body = string.format(
-    '{"item_code":"medical_assistance","applicant":{"name":"压测用户","id_number":"%s",' ..
-    '"phone":"139%08d"},"household":{"region_code":"530129","township":"仁德街道",' ..
-    '"village":"北大营村","address":"北大营村3组12号","size":4,' ..
-    '"annual_income_per_capita":6200,"category":"marginal"},' ..
-    '"description":"家中老人住院，自付医疗费用高，生活困难。","form":%s}',
-    id_number(n), n % 100000000, form)
+  local body = string.format(template, id_number(n), n % 100000000)
   local headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = "Bearer " .. tokens[(n % #tokens) + 1],
@@ -70,16 +115,16 @@ end
 
 
 def baseline_script() -> str:
+    template = body_format(baseline_body(_ID_PLACEHOLDER, _PHONE_PLACEHOLDER))
     return (
         _COMMON
         + _ID_NUMBER
+        + f"local template = {_lua_string(template)}\n"
         + r"""
 function request()
   counter = counter + 1
   local n = thread_no * 10000000 + counter
-  local body = string.format(
-    '{"name":"压测用户","id_number":"%s","phone":"139%08d","region_code":"530129","amount":6200}',
-    id_number(n), n % 100000000)
+  local body = string.format(template, id_number(n), n % 100000000)
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 """

@@ -3,12 +3,14 @@ one bench or replay platform at a time."""
 
 from __future__ import annotations
 
+import ast
+import json
 from pathlib import Path
 
 import pytest
 
-from services.bench.instructions import resident_id
-from services.bench.lua import intake_script
+from services.bench.instructions import baseline_request, intake_request, resident_id
+from services.bench.lua import baseline_body, body_format, intake_body, intake_script
 from services.bench.runner import parse_wrk
 from services.bench.system import PlatformBusy, only_run
 from shared.identity import normalize_resident_id
@@ -68,3 +70,32 @@ def test_the_instruction_bench_numbers_valid_distinct_ids() -> None:
     numbers = [resident_id(n) for n in range(0, 16_800_000, 4_999)]
     assert all(normalize_resident_id(n) == n for n in numbers)  # as intake checks them
     assert len(set(numbers)) == len(numbers)
+
+
+def test_the_wrk_scripts_and_the_instruction_bench_send_the_same_bodies() -> None:
+    form: dict[str, object] = {
+        "note": '100% 自付 "急" \\ 路'
+    }  # what the formats and Lua's quoting must keep
+    id_number = resident_id(7)
+    for template, expected in [
+        (intake_body("@@ID@@", "@@PHONE@@", form), intake_body(id_number, "13900000007", form)),
+        (baseline_body("@@ID@@", "@@PHONE@@"), baseline_body(id_number, "13900000007")),
+    ]:
+        # Lua's string.format reads %s and %08d as Python's % does.
+        assert json.loads(body_format(template) % (id_number, 7)) == expected
+    headers, body = intake_request(7, "token", form)
+    assert json.loads(body) == intake_body(id_number, "13900000007", form)
+    assert headers["Idempotency-Key"] == "bench-0000000007"
+    assert json.loads(baseline_request(7)[1]) == baseline_body(id_number, "13900000007")
+
+
+def test_the_wrk_script_quotes_its_body_template_as_lua_reads_it() -> None:
+    form: dict[str, object] = {"note": '100% 自付 "急" \\ 路'}
+    line = next(
+        line
+        for line in intake_script(["t"], form).splitlines()
+        if line.startswith("local template = ")
+    )
+    # A Lua string in double quotes reads \" and \\ as a Python literal does.
+    quoted = line.removeprefix("local template = ")
+    assert ast.literal_eval(quoted) == body_format(intake_body("@@ID@@", "@@PHONE@@", form))
